@@ -1,0 +1,37 @@
+# reprorec: every target creates/uses the virtual environment .venv with the pinned, tested set of
+# packages (requirements/constraints.txt). Needs only Python 3.11 with pip and venv.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.reprorec-installed
+PYTEST_ARGS ?=
+EXPERIMENT ?= default
+
+.PHONY: venv benchmark test lint typecheck clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt pip setuptools
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[test]"
+	touch $@
+
+venv: $(STAMP)
+
+# The main job: the default experiment (every baseline on ml-100k, full tuning budget) ending in
+# the leaderboard report under reports/.
+benchmark: venv
+	$(BIN)/reprorec -m experiment=$(EXPERIMENT)
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check benchmark baselines neural tests scripts
+	$(BIN)/ruff format --check benchmark baselines neural tests scripts
+
+typecheck: venv
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .reprorec/test-cache

@@ -1,0 +1,1 @@
+"""Heuristic and shallow recommenders (never imports torch)."""

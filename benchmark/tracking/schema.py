@@ -1,0 +1,101 @@
+"""Names of everything reprorec logs to MLflow: the contract between sweeps and reports.
+
+The sweep (``benchmark.tuning`` / ``benchmark.tracking``) writes these; ``reprorec-report`` and the
+dashboard read them. Change a name here and both sides follow.
+
+Run hierarchy (one MLflow experiment per sweep configuration, default name ``reprorec``):
+
+* sweep run   (tag ``reprorec.run_type=sweep``) — parent of the cells of one multirun
+* cell run    (tag ``reprorec.run_type=cell``, parent = sweep) — one (dataset, split, model, seed);
+  carries the final refit + test metrics ``test/<metric>_at_<k>``
+* trial run   (tag ``reprorec.run_type=trial``, parent = cell) — one tuning trial; metrics
+  ``val/<metric>_at_<k>`` (with ``step`` = epoch for iterative models)
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- tags
+RUN_TYPE = "reprorec.run_type"  # sweep | cell | trial
+RUN_TYPE_SWEEP, RUN_TYPE_CELL, RUN_TYPE_TRIAL = "sweep", "cell", "trial"
+PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own nesting tag
+SWEEP_ID = "reprorec.sweep_id"
+CELL_KEY = "reprorec.cell_key"  # sha256 identifying the cell (skip a cell already FINISHED)
+DATASET = "reprorec.dataset"
+SPLIT = "reprorec.split"  # split config name (protocol)
+MODEL = "reprorec.model"
+MODEL_FAMILY = "reprorec.model_family"
+SEED = "reprorec.seed"
+PROTOCOL = "reprorec.protocol"  # experiment / protocol name
+FP_DATASET = "reprorec.fingerprint.dataset"
+FP_TRAIN = "reprorec.fingerprint.train"
+FP_VALIDATION = "reprorec.fingerprint.validation"
+FP_TEST = "reprorec.fingerprint.test"
+FP_CANDIDATES = "reprorec.fingerprint.test_candidates"
+FP_SPLIT = "reprorec.fingerprint.split"
+GIT_COMMIT = "reprorec.git.commit"
+GIT_DIRTY = "reprorec.git.dirty"
+CONFIG_HASH = "reprorec.config_hash"
+HARDWARE = "reprorec.hardware"
+VERSIONS = "reprorec.versions"  # JSON {package: version}
+COMMAND = "reprorec.command"  # the command line that regenerates the sweep
+TRIAL_NUMBER = "reprorec.trial"
+TRIAL_STATE = "reprorec.trial_state"  # complete | failed | pruned
+BEST_EPOCH = "reprorec.best_epoch"
+SWEEP_KEY = "reprorec.sweep_key"  # sha256 of the sweep's overrides + code version (a rerun reuses the run)
+CODE_VERSION = "reprorec.code_version"  # package version + git commit (+ -dirty): part of the cell key
+TUNER = "reprorec.tuner"  # optuna | none
+FP_SEARCH_SPACE = "reprorec.fingerprint.search_space"
+
+# ---------------------------------------------------------------- experiment tags
+# MLflow 3 guesses an experiment's kind and may open GenAI tabs; this tag pins the classic runs view.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_VALUE = "custom_model_development"
+
+# ---------------------------------------------------------------- params (cell)
+PARAM_PREFIX_MODEL = "model."  # model.<hyperparameter> = final (best) value
+PARAM_SEARCH_SPACE = "tuning.search_space"  # JSON
+PARAM_N_TRIALS = "tuning.n_trials"
+PARAM_N_RANDOM = "tuning.n_startup_trials"
+PARAM_SAMPLER = "tuning.sampler"
+PARAM_TUNE_METRIC = "tuning.metric"  # e.g. ndcg_at_10
+PARAM_CUTOFFS = "evaluation.cutoffs"  # JSON list
+PARAM_METRICS = "evaluation.metrics"  # JSON list of metric names
+PARAM_PROTOCOL = "evaluation.protocol"  # full | sampled
+PARAM_TIE_RULE = "evaluation.tie_rule"
+PARAM_EXCLUDE = "evaluation.exclude"  # e.g. train+validation
+PARAM_SPLIT_PARAMS = "split.params"  # JSON
+PARAM_SPLIT_NAME = "split.name"
+PARAM_DATASET_PREPROCESSING = "dataset.preprocessing"  # JSON
+PARAM_SEED = "seed"
+PARAM_TUNER = "tuning.tuner"  # optuna | none
+PARAM_EARLY_STOPPING = "tuning.early_stopping"  # JSON {every, patience}
+PARAM_BEST_EPOCH = "tuning.best_epoch"  # epochs of the final refit (iterative models)
+
+# ---------------------------------------------------------------- metrics (cell)
+TEST_PREFIX = "test/"
+VAL_PREFIX = "val/"
+BEST_VAL = "tuning/best_value"
+TUNING_SECONDS = "time/tuning_s"
+FIT_SECONDS = "time/fit_s"
+EVAL_SECONDS = "time/eval_s"
+PEAK_MEMORY_MB = "memory/peak_rss_mb"
+N_USERS_EVALUATED = "test/n_users_evaluated"
+N_USERS_SKIPPED = "test/n_users_skipped"
+N_TRIALS_DONE = "tuning/n_trials_complete"
+N_TRIALS_FAILED = "tuning/n_trials_failed"
+
+# ---------------------------------------------------------------- artifacts (cell)
+ART_CONFIG = "config/resolved.yaml"
+ART_PER_USER = "per_user_metrics.parquet"
+ART_RECOMMENDATIONS = "recommendations.parquet"
+ART_TRIALS = "tuning/trials.csv"
+ART_DATASHEET = "data/datasheet.json"
+ART_PROTOCOL = "protocol.json"  # everything the report's protocol card needs
+ART_TRACEBACK = "error/traceback.txt"
+ART_SWEEP_CELLS = "sweep/cells.json"  # sweep run: every cell of the multirun (incl. reused) and status
+ART_TRIAL_HISTORY = "history.json"  # trial run: validation metrics per epoch
+
+
+def metric_key(phase: str, metric: str, k: int | None) -> str:
+    """``test/ndcg_at_10`` style key (MLflow rejects ``@``)."""
+    return f"{phase}/{metric}" if k is None else f"{phase}/{metric}_at_{k}"

@@ -1,0 +1,1 @@
+"""Neural recommenders in torch, under the same model contract as the baselines."""
