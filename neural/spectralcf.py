@@ -1,0 +1,192 @@
+"""SpectralCF: spectral graph convolution over the user-item bipartite graph.
+
+Zheng, Lu, Jiang, Zhang & Yu, "Spectral Collaborative Filtering", RecSys 2018 (reference code:
+lzheng21/SpectralCF).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.data.interactions import InteractionMatrix
+from benchmark.errors import ConfigError
+from benchmark.models import Param
+from neural.base import COMMON_PARAMS, TorchRecommender, csr_to_torch, param_bytes
+from neural.lightgcn import normalized_adjacency, symmetric_spmm
+
+
+def laplacian_eigenvectors(train: sp.csr_matrix, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` smallest eigenvalues and their eigenvectors of ``L = I - D^-1/2 (A + I) D^-1/2``.
+
+    ``A + I`` is the bipartite graph with self-connections and ``D`` its degrees, as in the
+    reference code.
+
+    Computed as the largest algebraic eigenpairs of the normalised adjacency with
+    ``scipy.sparse.linalg.eigsh`` (starting vector from ``seed``, so results are reproducible).
+    """
+    s = normalized_adjacency(train, self_loops=True)
+    n = s.shape[0]
+    if not 1 <= k < n:
+        raise ConfigError(f"SpectralCF: n_eigenvectors={k} must be in [1, {n - 1}] for a graph of {n} nodes")
+    v0 = np.random.default_rng(seed).random(n)
+    mu, vecs = spla.eigsh(s, k=k, which="LA", v0=v0)
+    return (1.0 - mu).astype(np.float32), vecs.astype(np.float32)
+
+
+class _SpectralNet(nn.Module):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        n_layers: int,
+        conv: torch.Tensor | None,
+        eigvecs: torch.Tensor | None,
+        eigvals: torch.Tensor | None,
+    ) -> None:
+        super().__init__()
+        self.n_users = n_users
+        # the reference code draws embeddings and filters from N(0.01, 0.02)
+        self.embedding = nn.Parameter(torch.empty(n_users + n_items, dim).normal_(0.01, 0.02))
+        self.filters = nn.ParameterList(
+            nn.Parameter(torch.empty(dim, dim).normal_(0.01, 0.02)) for _ in range(n_layers)
+        )
+        self.conv, self.eigvecs, self.eigvals = conv, eigvecs, eigvals
+
+    def _filter(self, x: torch.Tensor) -> torch.Tensor:
+        """``(U U^T + U diag(lambda) U^T) x``."""
+        if self.conv is not None:
+            return symmetric_spmm(self.conv, x)
+        assert self.eigvecs is not None and self.eigvals is not None
+        return self.eigvecs @ ((1.0 + self.eigvals)[:, None] * (self.eigvecs.T @ x))
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x: torch.Tensor = self.embedding
+        outs: list[torch.Tensor] = [x]
+        for theta in self.filters:
+            x = torch.sigmoid(self._filter(x) @ theta)
+            outs.append(x)
+        e = torch.cat(outs, dim=1)
+        return e[: self.n_users], e[self.n_users :]
+
+
+class SpectralCF(TorchRecommender):
+    """SpectralCF (Zheng et al., RecSys 2018): K spectral convolutions, BPR loss.
+
+    Each layer computes ``X <- sigmoid((U U^T + U Lambda U^T) X Theta_k)`` with ``U, Lambda`` the
+    eigenvectors/values of the bipartite graph's Laplacian; the final user/item representation is
+    the concatenation of layers 0..K and the score their dot product. Defaults from the paper and
+    its reference code (lzheng21/SpectralCF): K=3 layers, 16-dimensional embeddings, RMSProp with
+    learning rate 1e-3, batch size 1024, ``reg=0.001`` times the L2 loss of the batch's final
+    representations divided by the batch size, 200 epochs, initialisation N(0.01, 0.02), graph
+    with self-connections.
+
+    Deviation, stated: the reference code takes ``np.linalg.eig`` of the dense random-walk Laplacian
+    ``I - D^-1 (A + I)`` (non-symmetric, so its ``U`` is not orthonormal). Here the symmetric
+    normalised Laplacian ``L = I - D^-1/2 (A + I) D^-1/2`` (same eigenvalues) is used: with
+    ``n_eigenvectors=None`` (all of them) the filter ``U (I + Lambda) U^T`` equals ``I + L`` exactly
+    and is applied as a sparse matrix, no decomposition needed; with ``n_eigenvectors=k`` only the
+    ``k`` smallest-eigenvalue (smoothest) eigenvectors from ``scipy.sparse.linalg.eigsh`` are used
+    (a low-pass filter). Each epoch visits every training pair once with one sampled unseen item
+    (the reference code samples users uniformly). torch's RMSProp starts its square average at 0
+    where TensorFlow 1 started it at 1.
+
+    Args:
+        embedding_size: embedding dimension C.
+        n_layers: convolution layers K.
+        reg: weight of the L2 loss of the batch's final user / positive / negative representations.
+        n_eigenvectors: eigenvectors kept (None: all, exact and sparse).
+        epochs, batch_size, learning_rate, device, num_threads, random_state: see
+            :class:`neural.base.TorchRecommender`.
+    """
+
+    param_specs: ClassVar[dict[str, Param]] = {
+        **COMMON_PARAMS,
+        "embedding_size": Param("int", 1, 100_000),
+        "n_layers": Param("int", 1, 100),
+        "reg": Param("float", 0.0, 100.0),
+        "n_eigenvectors": Param("int", 1, 10**7, nullable=True),
+    }
+
+    def __init__(
+        self,
+        *,
+        embedding_size: int = 16,
+        n_layers: int = 3,
+        reg: float = 0.001,
+        n_eigenvectors: int | None = None,
+        epochs: int = 200,
+        batch_size: int = 1024,
+        learning_rate: float = 1e-3,
+        device: str = "auto",
+        num_threads: int | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.embedding_size = embedding_size
+        self.n_layers = n_layers
+        self.reg = reg
+        self.n_eigenvectors = n_eigenvectors
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.device = device
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def _memory_estimate(self) -> int:
+        n = self.n_users_ + self.n_items_
+        k = self.n_eigenvectors or 0
+        return param_bytes(
+            (n, int(self.embedding_size), 4 + 2 * (int(self.n_layers) + 1)), (n, k), (3 * self.train_.nnz, 5)
+        )
+
+    def _build(self, train: InteractionMatrix) -> None:
+        conv = vecs = vals = None
+        if self.n_eigenvectors is None:
+            n = self.n_users_ + self.n_items_
+            lap = sp.identity(n, format="csr") - normalized_adjacency(train.matrix, self_loops=True)
+            conv = csr_to_torch(sp.identity(n, format="csr") + lap, self.device_)
+        else:
+            lam, u = laplacian_eigenvectors(train.matrix, int(self.n_eigenvectors), int(self.random_state))
+            vals, vecs = torch.from_numpy(lam).to(self.device_), torch.from_numpy(u).to(self.device_)
+        self.network_ = _SpectralNet(
+            self.n_users_, self.n_items_, int(self.embedding_size), int(self.n_layers), conv, vecs, vals
+        ).to(self.device_)
+        # the reference code's optimiser: RMSProp (TensorFlow's decay 0.9 and epsilon 1e-10)
+        self.optimizer_ = torch.optim.RMSprop(
+            self.network_.parameters(), lr=self.learning_rate, alpha=0.9, eps=1e-10
+        )
+
+    def _train_epoch(self, epoch: int) -> float:
+        net = self.network_
+        assert isinstance(net, _SpectralNet)
+        users, pos, neg = self._bpr_triples()
+        total = torch.zeros((), device=self.device_)
+        bs = int(self.batch_size)
+        for s in range(0, len(users), bs):
+            u, i, j = users[s : s + bs], pos[s : s + bs], neg[s : s + bs]
+            user_e, item_e = net.propagate()
+            eu, ei, ej = user_e[u], item_e[i], item_e[j]
+            loss = F.softplus((eu * ej).sum(1) - (eu * ei).sum(1)).mean()
+            if self.reg > 0:
+                l2 = 0.5 * (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum())
+                loss = loss + self.reg * l2 / len(u)
+            self.optimizer_.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer_.step()
+            total += loss.detach() * len(u)
+        return float(total) / max(len(users), 1)
+
+    def _prepare_scoring(self) -> None:
+        assert isinstance(self.network_, _SpectralNet)
+        self._user_e, self._item_e = self.network_.propagate()
+
+    def _score_batch(self, users: torch.Tensor) -> torch.Tensor:
+        return self._user_e[users] @ self._item_e.T

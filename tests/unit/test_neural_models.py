@@ -1,0 +1,239 @@
+"""Model-specific checks of the torch recommenders (the shared contract suite covers the rest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from benchmark.models import IterativeRecommender
+from neural.base import TorchRecommender
+from neural.lightgcn import LightGCN, normalized_adjacency
+from neural.neumf import GMF, MLP, NeuMF
+from neural.recvae import RecVAE
+from neural.spectralcf import SpectralCF, laplacian_eigenvectors
+from neural.vae import MultDAE, MultVAE, kl_anneal
+from tests.synthetic import dense, planted_blocks
+
+PLANTED = planted_blocks()
+USERS = np.arange(PLANTED.train.n_users)
+
+#: Small settings that learn the planted blocks in well under a second each.
+SMALL: dict[str, TorchRecommender] = {
+    "neumf": NeuMF(layers="16,8", epochs=30, batch_size=64, learning_rate=0.01, device="cpu", num_threads=1),
+    "gmf": GMF(epochs=30, batch_size=64, learning_rate=0.01, device="cpu", num_threads=1),
+    "mlp": MLP(layers="16,8", epochs=30, batch_size=64, learning_rate=0.01, device="cpu", num_threads=1),
+    "multvae": MultVAE(
+        hidden_dims="32",
+        latent_dim=8,
+        epochs=50,
+        batch_size=8,
+        learning_rate=0.01,
+        total_anneal_steps=200,
+        device="cpu",
+        num_threads=1,
+    ),
+    "multdae": MultDAE(
+        latent_dim=16, epochs=50, batch_size=8, learning_rate=0.01, device="cpu", num_threads=1
+    ),
+    "recvae": RecVAE(
+        hidden_dim=32, latent_dim=8, epochs=10, batch_size=8, learning_rate=0.005, device="cpu", num_threads=1
+    ),
+    "lightgcn": LightGCN(
+        embedding_size=16, epochs=50, batch_size=32, learning_rate=0.01, device="cpu", num_threads=1
+    ),
+    "spectralcf": SpectralCF(epochs=50, batch_size=32, learning_rate=0.01, device="cpu", num_threads=1),
+}
+
+
+def heldout_rank_ok(scores: np.ndarray) -> np.ndarray:
+    """Per user: is the held-out item strictly first among the unseen items?"""
+    s = scores.astype(np.float64)
+    s[dense(PLANTED.train) > 0] = -np.inf
+    test = dense(PLANTED.test) > 0
+    held = s[test]
+    s[test] = -np.inf
+    return held > s.max(axis=1)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_different_seeds_give_different_scores(name: str) -> None:
+    a = SMALL[name].clone(epochs=2).fit(PLANTED.train).score(USERS)
+    b = SMALL[name].clone(epochs=2, random_state=1).fit(PLANTED.train).score(USERS)
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_seed_survives_other_torch_use_between_epochs(name: str) -> None:
+    # a tuner callback (or another model) drawing from torch's global generator must not change training
+    def disturb(model: IterativeRecommender, epoch: int) -> bool:
+        torch.rand(7)
+        np.random.rand(3)  # noqa: NPY002 - the legacy global generator, on purpose
+        return False
+
+    plain = SMALL[name].clone(epochs=3).fit(PLANTED.train).score(USERS)
+    disturbed = SMALL[name].clone(epochs=3).fit(PLANTED.train, epoch_callback=disturb).score(USERS)
+    np.testing.assert_array_equal(plain, disturbed)
+
+
+@pytest.mark.parametrize("name", ["neumf", "multvae", "lightgcn"])
+def test_tuner_style_early_stopping_restores_the_best_epoch_exactly(name: str) -> None:
+    """Validate every epoch, patience 3, keep the best state, restore it when stopping."""
+    best: dict[str, Any] = {"score": -1.0, "epoch": 0}
+    history: list[float] = []
+
+    def callback(model: IterativeRecommender, epoch: int) -> bool:
+        scores = model.score(USERS)
+        quality = float(heldout_rank_ok(scores).mean()) + 1e-3 * epoch * (epoch <= 4)  # peak at epoch 4
+        history.append(quality)
+        if quality > best["score"]:
+            best.update(score=quality, epoch=epoch, state=model.get_state(), scores=scores)
+        if epoch - best["epoch"] >= 3:
+            model.set_state(best["state"])
+            return True
+        return False
+
+    model = SMALL[name].clone(epochs=40)
+    model.fit(PLANTED.train, epoch_callback=callback)
+    assert model.epochs_run_ == best["epoch"] + 3
+    np.testing.assert_array_equal(model.score(USERS), best["scores"])
+    # and the refit with the best epoch count reproduces the same model
+    refit = SMALL[name].clone(epochs=best["epoch"]).fit(PLANTED.train)
+    np.testing.assert_array_equal(refit.score(USERS), best["scores"])
+
+
+# ----------------------------------------------------------------------------- NeuMF
+@pytest.mark.parametrize("cls", [NeuMF, GMF, MLP])
+def test_neumf_fast_full_ranking_equals_the_network_on_every_pair(cls: type[NeuMF]) -> None:
+    model = cls(layers="16,8", epochs=3, batch_size=64, learning_rate=0.01, device="cpu", num_threads=1).fit(
+        PLANTED.train
+    )
+    n_u, n_i = PLANTED.train.shape
+    u = torch.arange(n_u).repeat_interleave(n_i)
+    i = torch.arange(n_i).repeat(n_u)
+    model.network_.eval()
+    with torch.no_grad():
+        pairwise = model.network_(u, i).reshape(n_u, n_i).numpy()
+    np.testing.assert_allclose(model.score(USERS), pairwise, rtol=1e-5, atol=1e-5)
+
+
+def test_neumf_pretraining_initialises_from_gmf_and_mlp_then_uses_sgd() -> None:
+    model = NeuMF(
+        layers="16,8",
+        epochs=10,
+        batch_size=64,
+        learning_rate=0.01,
+        pretrain=True,
+        pretrain_epochs=20,
+        device="cpu",
+        num_threads=1,
+    ).fit(PLANTED.train)
+    assert isinstance(model.optimizer_, torch.optim.SGD)
+    assert heldout_rank_ok(model.score(USERS)).all()
+
+
+def test_neumf_one_epoch_sees_every_positive_and_n_negatives_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[torch.Tensor] = []
+    original = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def spy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        seen.append(labels.detach().clone())
+        return original(logits, labels)
+
+    monkeypatch.setattr(torch.nn.functional, "binary_cross_entropy_with_logits", spy)
+    NeuMF(layers="16,8", epochs=1, n_negatives=3, batch_size=50, device="cpu", num_threads=1).fit(
+        PLANTED.train
+    )
+    labels = torch.cat(seen)
+    assert int(labels.sum()) == PLANTED.train.nnz
+    assert len(labels) == 4 * PLANTED.train.nnz
+
+
+# ----------------------------------------------------------------------------- VAEs
+def test_kl_annealing_follows_the_papers_linear_schedule_with_cap() -> None:
+    assert kl_anneal(0, 200_000, 0.2) == 0.0
+    assert kl_anneal(20_000, 200_000, 0.2) == pytest.approx(0.1)
+    assert kl_anneal(40_000, 200_000, 0.2) == pytest.approx(0.2)
+    assert kl_anneal(150_000, 200_000, 0.2) == pytest.approx(0.2)
+    assert kl_anneal(150_000, 200_000, 1.0) == pytest.approx(0.75)
+
+
+def test_multvae_counts_updates_and_uses_the_last_annealed_beta() -> None:
+    # 24 users in batches of 5: 5 updates per epoch; beta of the last update is 14 / 100
+    model = MultVAE(
+        hidden_dims="8",
+        latent_dim=4,
+        epochs=3,
+        batch_size=5,
+        total_anneal_steps=100,
+        anneal_cap=0.2,
+        device="cpu",
+        num_threads=1,
+    ).fit(PLANTED.train)
+    assert model.updates_ == 15
+    assert model.beta_ == pytest.approx(0.14)
+
+
+def test_multdae_has_no_latent_sampling_so_eval_scores_are_the_decoder_of_the_code() -> None:
+    model = MultDAE(latent_dim=8, epochs=2, device="cpu", num_threads=1).fit(PLANTED.train)
+    x = torch.from_numpy(dense(PLANTED.train).astype(np.float32))
+    net = model.network_
+    with torch.no_grad():
+        h = torch.tanh(net.encoder[0](x / x.norm(dim=1, keepdim=True)))
+        expected = net.decoder[0](h).numpy()
+    np.testing.assert_allclose(model.score(USERS), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_recvae_refreshes_the_prior_encoder_and_decoder_pass_leaves_encoder_alone() -> None:
+    model = RecVAE(hidden_dim=16, latent_dim=4, epochs=2, batch_size=8, device="cpu", num_threads=1).fit(
+        PLANTED.train
+    )
+    enc, old = model.network_.encoder.state_dict(), model.network_.encoder_old.state_dict()
+    for k in enc:
+        torch.testing.assert_close(enc[k], old[k], rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- graph models
+def test_lightgcn_normalized_adjacency_matches_dense_computation() -> None:
+    r = np.array([[1, 1, 0], [0, 1, 0]], dtype=np.float64)  # item 2 isolated
+    a = np.block([[np.zeros((2, 2)), r], [r.T, np.zeros((3, 3))]])
+    deg = a.sum(1)
+    inv = np.divide(1.0, np.sqrt(deg), out=np.zeros_like(deg), where=deg > 0)
+    expected = inv[:, None] * a * inv[None, :]
+    got = normalized_adjacency(sp.csr_matrix(r)).toarray()
+    np.testing.assert_allclose(got, expected)
+    # user 0 (degree 2) - item 1 (degree 2): 1 / sqrt(2 * 2)
+    assert got[0, 2 + 1] == pytest.approx(0.5)
+
+
+def test_lightgcn_final_embedding_is_mean_of_propagated_layers() -> None:
+    model = LightGCN(embedding_size=4, n_layers=2, epochs=1, device="cpu", num_threads=1).fit(PLANTED.train)
+    e0 = model.network_.embedding.weight.detach().numpy().astype(np.float64)
+    a = normalized_adjacency(PLANTED.train.matrix).toarray()
+    final = (e0 + a @ e0 + a @ a @ e0) / 3
+    n_u = PLANTED.train.n_users
+    np.testing.assert_allclose(model.score(USERS), final[:n_u] @ final[n_u:].T, rtol=1e-4, atol=1e-5)
+
+
+def test_spectralcf_full_filter_equals_eigendecomposition_and_eigsh_finds_smallest() -> None:
+    train = PLANTED.train.matrix
+    n = sum(train.shape)
+    lap = np.eye(n) - normalized_adjacency(train, self_loops=True).toarray()
+    lam, u = np.linalg.eigh(lap)
+    spectral = u @ np.diag(1 + lam) @ u.T  # U U^T + U Lambda U^T with every eigenvector
+    np.testing.assert_allclose(np.eye(n) + lap, spectral, atol=1e-10)
+    vals, vecs = laplacian_eigenvectors(train, 6, seed=0)
+    np.testing.assert_allclose(np.sort(vals), lam[:6], atol=1e-4)
+    # the eigsh vectors span the same low-pass filter as numpy's (4 zero eigenvalues: 4 blocks)
+    v = vecs.astype(np.float64)
+    np.testing.assert_allclose(v.T @ lap @ v, np.diag(vals), atol=1e-4)
+
+
+def test_spectralcf_truncated_spectrum_learns_the_planted_blocks() -> None:
+    model = SpectralCF(
+        n_eigenvectors=8, epochs=50, batch_size=32, learning_rate=0.01, device="cpu", num_threads=1
+    )
+    assert heldout_rank_ok(model.fit(PLANTED.train).score(USERS)).all()
