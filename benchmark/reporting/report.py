@@ -1,0 +1,368 @@
+"""``generate_report``: MLflow runs -> a complete, citable report folder, written atomically.
+
+Files written into ``out_dir`` (replaced as a whole, never half-written):
+
+* ``README.md``        Markdown report (leaderboards, significance, cost, protocol card, provenance)
+* ``leaderboard.tex``  booktabs tables with captions
+* ``report.html``      self-contained page with the plots embedded as PNG
+* ``leaderboard.csv``  long format for machines (first line is a ``#`` comment)
+* ``report.json``      the whole report document (every number and provenance field)
+* ``CITATION.bib``     BibTeX entry of this report
+
+The report id is the sha256 of the canonical JSON of the report's *content* (tables, numbers,
+provenance, protocol, skipped/refused runs, settings, date of the newest run): the same runs give
+the same id wherever and whenever the report is regenerated; any changed number changes it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmark.fingerprint import sha256_json
+from benchmark.io import atomic_dir
+from benchmark.reporting import plots, render
+from benchmark.reporting.collect import Collection, ReportInputError, collect_runs
+from benchmark.reporting.reference import attach_reference, read_reference
+from benchmark.reporting.stats import CONFIDENCE
+from benchmark.reporting.tables import (
+    DEFAULT_CUTOFFS,
+    DEFAULT_MAIN_METRIC,
+    DEFAULT_METRICS,
+    MARK_BETTER,
+    MARK_WORSE,
+    Leaderboard,
+    Refusal,
+    build_leaderboards,
+)
+from benchmark.tracking import schema as S
+
+#: Standard definitions, shown unless the run's protocol.json defines the metric itself.
+METRIC_DEFINITIONS = {
+    "ndcg": "DCG@k / IDCG@k with binary relevance and log2(rank + 1) discount (see protocol.json for the "
+    "IDCG variant)",
+    "recall": "hits in the top k / number of the user's test items",
+    "precision": "hits in the top k / k",
+    "map": "mean over hits in the top k of precision at the hit's rank, divided by min(k, #test items)",
+    "hit_rate": "1 if at least one test item is in the top k, else 0",
+    "item_coverage": "share of the catalogue recommended to at least one user in the top k",
+}
+
+FILES = ("README.md", "leaderboard.tex", "report.html", "leaderboard.csv", "report.json", "CITATION.bib")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("reprorec")
+    except Exception:
+        return "0.0.0+unknown"
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf -> None so that the JSON is standard (and hashes the same everywhere)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set)):
+        items = sorted(x) if isinstance(x, set) else x
+        return [_clean(v) for v in items]
+    return x
+
+
+def _link(dashboard_url: str | None, exp_id: str, run_id: str | None = None) -> str:
+    from benchmark.cli.dashboard import runs_url
+
+    return runs_url(dashboard_url, exp_id, run_id) if dashboard_url else ""
+
+
+def _table_doc(t: Leaderboard) -> dict[str, Any]:
+    label = {c.key: c.label for c in t.columns}
+    rows = []
+    for r in t.rows:
+        prov = [
+            {
+                "run_id": run.run_id,
+                "run_name": run.run_name,
+                "seed": run.seed,
+                "experiment_id": run.experiment_id,
+                "git_commit": run.tags.get(S.GIT_COMMIT, ""),
+                "git_dirty": run.tags.get(S.GIT_DIRTY, ""),
+                "fp_split": run.split_fingerprint,
+                "fp_dataset": run.tags.get(S.FP_DATASET, ""),
+                "fp_train": run.tags.get(S.FP_TRAIN, ""),
+                "fp_validation": run.tags.get(S.FP_VALIDATION, ""),
+                "fp_test": run.tags.get(S.FP_TEST, ""),
+                "fp_test_candidates": run.tags.get(S.FP_CANDIDATES, ""),
+                "config_hash": run.tags.get(S.CONFIG_HASH, ""),
+                "versions": run.tags.get(S.VERSIONS, ""),
+                "hardware": run.tags.get(S.HARDWARE, ""),
+                "command": run.tags.get(S.COMMAND, ""),
+                "hyperparameters": {
+                    k[len(S.PARAM_PREFIX_MODEL) :]: v
+                    for k, v in sorted(run.params.items())
+                    if k.startswith(S.PARAM_PREFIX_MODEL)
+                },
+            }
+            for run in r.runs
+        ]
+        rows.append(
+            {
+                "model": r.model,
+                "family": r.family,
+                "seeds": r.seeds,
+                "n_users": r.n_users,
+                "n_users_skipped": r.n_users_skipped,
+                "cells": {k: asdict(v) for k, v in r.cells.items()},
+                "bold": sorted(r.bold),
+                "p_value": r.p_value,
+                "p_holm": r.p_holm,
+                "mark": r.mark,
+                "pairing_note": r.pairing_note,
+                "cost": r.cost,
+                "curves": r.curves,
+                "provenance": prov,
+            }
+        )
+    sig = [
+        {
+            "model": r.model,
+            "p_value": r.p_value,
+            "p_holm": r.p_holm,
+            "mark": r.mark if r.mark in (MARK_BETTER, MARK_WORSE) else "",
+        }
+        for r in t.rows
+        if math.isfinite(r.p_value)
+    ]
+    metric_names = {c.metric for c in t.columns}
+    proto_defs = t.card.get("protocol_json", {}).get("metric_definitions", {})
+    defs = {
+        m: (
+            proto_defs.get(m)
+            if isinstance(proto_defs, dict) and m in proto_defs
+            else METRIC_DEFINITIONS.get(m, "")
+        )
+        for m in sorted(metric_names)
+    }
+    refs = [
+        {**x, "label": x["metric"] + (f"@{x['cutoff']}" if x["cutoff"] is not None else "")}
+        for x in t.references
+    ]
+    return {
+        "title": t.title,
+        "slug": t.slug,
+        "dataset": t.dataset,
+        "split": t.split,
+        "protocol": t.protocol,
+        "split_fingerprints": t.split_fingerprints,
+        "columns": [{"key": c.key, "label": c.label, "metric": c.metric, "k": c.k} for c in t.columns],
+        "missing_columns": t.missing_columns,
+        "main_key": t.main_key,
+        "main_label": label.get(t.main_key, t.main_key),
+        "reference_model": t.reference_model,
+        "test": t.test,
+        "n_tests": len(sig),
+        "significance": sig,
+        "notes": t.notes,
+        "rows": rows,
+        "card": t.card,
+        "metric_definitions": {k: v for k, v in defs.items() if v},
+        "references": refs,
+    }
+
+
+def report_command(
+    tracking_uri: str,
+    experiment: str | None,
+    sweep_run_id: str | None,
+    out_dir: Path,
+    reference: Path | None,
+    extra: Sequence[str] = (),
+) -> str:
+    args = ["reprorec-report", "--tracking-uri", tracking_uri]
+    args += ["--sweep", sweep_run_id] if sweep_run_id else ["--experiment", experiment or "reprorec"]
+    args += ["--out", str(out_dir)]
+    if reference is not None:
+        args += ["--reference", str(reference)]
+    return shlex.join([*args, *extra])
+
+
+def build_document(
+    coll: Collection,
+    tables: list[Leaderboard],
+    refused: list[Refusal],
+    *,
+    settings: dict[str, Any],
+    report_cmd: str,
+    dashboard_url: str | None,
+) -> dict[str, Any]:
+    """The report as one JSON-able document; ``report_id`` = sha256 of its content part."""
+    newest = max(c.end_time for c in coll.cells)
+    date = datetime.fromtimestamp(newest / 1000, tz=UTC).strftime("%Y-%m-%d")
+    name = ", ".join(coll.experiment_names)
+    content = _clean(
+        {
+            "title": f"reprorec leaderboard: {name}"
+            + (f" (sweep {coll.sweep_run_id})" if coll.sweep_run_id else ""),
+            "version": _version(),
+            "date": date,
+            "settings": settings,
+            "tables": [_table_doc(t) for t in tables],
+            "refused": [asdict(r) for r in refused],
+            "skipped_runs": [asdict(s) for s in coll.skipped],
+            "sweep_command": coll.sweep_command,
+        }
+    )
+    report_id = sha256_json(content)
+    doc = copy.deepcopy(content)
+    doc["report_id"] = report_id
+    doc["commands"] = {"sweep": coll.sweep_command, "report": report_cmd}
+    exp0 = coll.experiment_ids[0]
+    # Links depend on where a dashboard runs, not on the results: added after the id is computed.
+    for t in doc["tables"]:
+        for r in t["rows"]:
+            for p in r["provenance"]:
+                p["link"] = _link(dashboard_url, p["experiment_id"], p["run_id"])
+    doc["source"] = {
+        "tracking_uri": coll.tracking_uri,
+        "experiments": coll.experiment_names,
+        "experiment_ids": coll.experiment_ids,
+        "sweep_run_id": coll.sweep_run_id,
+        "dashboard_url": dashboard_url or "",
+        "dashboard_runs_url": _link(dashboard_url, exp0, coll.sweep_run_id),
+    }
+    return doc
+
+
+def render_all(doc: dict[str, Any]) -> dict[str, str]:
+    """Every output file's text (done fully before anything touches the destination)."""
+    figs = {t["slug"]: plots.table_plots(t) for t in doc["tables"]}
+    return {
+        "README.md": render.markdown(doc),
+        "leaderboard.tex": render.latex(doc),
+        "report.html": render.html_page(doc, figs),
+        "leaderboard.csv": render.leaderboard_csv(doc),
+        "report.json": json.dumps(
+            {"generated": render.header_line(doc), **doc}, indent=1, sort_keys=True, allow_nan=False
+        )
+        + "\n",
+        "CITATION.bib": render.bibtex(doc),
+    }
+
+
+def generate_report(
+    tracking_uri: str,
+    *,
+    experiment: str | None = None,
+    sweep_run_id: str | None = None,
+    out_dir: Path,
+    reference: Path | None = None,
+    dashboard_url: str | None = None,
+    cutoffs: Sequence[int] = DEFAULT_CUTOFFS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    main_metric: str = DEFAULT_MAIN_METRIC,
+    test: str = "wilcoxon",
+    split_by_fingerprint: bool = False,
+    n_resamples: int = 2000,
+    log: Any = None,
+) -> Path:
+    """Read the FINISHED cell runs and write the report folder ``out_dir`` atomically.
+
+    Args:
+        tracking_uri: MLflow tracking URI of the store holding the sweep.
+        experiment: experiment name (default ``reprorec``), unless ``sweep_run_id`` is given.
+        sweep_run_id: report only the cells of this sweep run.
+        out_dir: the report folder (replaced as a whole).
+        reference: optional CSV ``model,metric,cutoff,value,source`` shown beside our values.
+        dashboard_url: base URL of a running MLflow UI; rows then link to their runs.
+        cutoffs: cutoffs of the table columns.
+        metrics: metric names of the table columns.
+        main_metric: the column the significance tests use (``ndcg_at_10``).
+        test: ``wilcoxon`` (default) or ``ttest``.
+        split_by_fingerprint: put runs on different splits into separate tables instead of refusing.
+        n_resamples: bootstrap resamples per interval.
+        log: a file for warnings (refused tables, skipped runs); default stderr.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        ReportInputError: nothing to report (no finished cells, or every table refused).
+    """
+    log = log or sys.stderr
+    out_dir = Path(out_dir)
+    coll = collect_runs(tracking_uri, experiment=experiment, sweep_run_id=sweep_run_id)
+    tables, refused = build_leaderboards(
+        coll.cells,
+        metrics=metrics,
+        cutoffs=cutoffs,
+        main_metric=main_metric,
+        test=test,
+        split_by_fingerprint=split_by_fingerprint,
+        n_resamples=n_resamples,
+    )
+    for s in coll.skipped:
+        print(f"reprorec-report: skipped run {s.run_id} ({s.name}): {s.reason}", file=log)
+    for r in refused:
+        print(f"reprorec-report: {r.message()}", file=log)
+    if not tables:
+        raise ReportInputError(
+            "no table could be built: every group of runs was refused\n"
+            + "\n".join(r.message() for r in refused)
+        )
+    if all(not t.columns for t in tables):
+        raise ReportInputError(
+            f"none of the requested metrics {list(metrics)} at cutoffs {list(cutoffs)} "
+            "was logged by any run; "
+            "logged test metrics: "
+            + ", ".join(sorted({k for c in coll.cells for k in c.metrics if k.startswith(S.TEST_PREFIX)}))
+        )
+    if reference is not None:
+        ref = read_reference(Path(reference))
+        for t in tables:
+            attach_reference(t, ref)
+    extra: list[str] = []
+    if list(metrics) != list(DEFAULT_METRICS):
+        extra += ["--metrics", ",".join(metrics)]
+    if list(cutoffs) != list(DEFAULT_CUTOFFS):
+        extra += ["--cutoffs", ",".join(map(str, cutoffs))]
+    if main_metric != DEFAULT_MAIN_METRIC:
+        extra += ["--main-metric", main_metric]
+    if test != "wilcoxon":
+        extra += ["--test", test]
+    if split_by_fingerprint:
+        extra += ["--split-by-fingerprint"]
+    if dashboard_url:
+        extra += ["--dashboard-url", dashboard_url]
+    cmd = report_command(tracking_uri, experiment, sweep_run_id, out_dir, reference, extra)
+    settings = {
+        "metrics": list(metrics),
+        "cutoffs": [int(k) for k in cutoffs],
+        "main_metric": main_metric,
+        "test": test,
+        "confidence": CONFIDENCE,
+        "n_resamples": n_resamples,
+        "split_by_fingerprint": split_by_fingerprint,
+    }
+    doc = build_document(
+        coll, tables, refused, settings=settings, report_cmd=cmd, dashboard_url=dashboard_url
+    )
+    files = render_all(doc)  # everything rendered before the destination is touched
+    with atomic_dir(out_dir) as tmp:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a report is meant to be read
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    return out_dir
+
+
+__all__ = ["FILES", "ReportInputError", "build_document", "generate_report", "render_all"]

@@ -1,0 +1,355 @@
+"""reprorec-report on MLflow stores filled per benchmark/tracking/schema.py (no sweep code involved)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from benchmark.errors import DataError
+from benchmark.reporting import ReportInputError, generate_report
+from benchmark.reporting import render as render_mod
+from benchmark.reporting.fixtures import FakeCell, log_sweep, new_sqlite_store
+from benchmark.reporting.reference import read_reference
+from benchmark.reporting.stats import holm
+from benchmark.seeds import derive_seed
+
+N = 60
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _planted() -> dict[str, dict[str, np.ndarray]]:
+    """Per-user NDCG@10/Recall@10 with a known ordering: neumf >> ease > toppop ~ ease-, itemknn << ease."""
+    rng = np.random.default_rng(7)
+    ease = rng.uniform(0.2, 0.6, N)
+    half = rng.normal(0, 0.05, N // 2)
+    symmetric = np.concatenate([half, -half])  # differences with no direction: not significant
+    models = {
+        "ease": ease,
+        "itemknn": np.clip(ease - 0.12 + rng.normal(0, 0.03, N), 0, 1),
+        "toppop": ease - 0.001 + symmetric,
+        "neumf": np.clip(ease + 0.1 + rng.normal(0, 0.03, N), 0, 1),
+    }
+    return {m: {"ndcg_at_10": v, "recall_at_10": np.clip(v * 1.1, 0, 1)} for m, v in models.items()}
+
+
+FAMILY = {"ease": "linear", "itemknn": "neighbourhood", "toppop": "non-personalised", "neumf": "neural"}
+
+
+def _store(tmp: Path, cells: list[FakeCell], **kw) -> str:
+    uri = new_sqlite_store(tmp)
+    log_sweep(uri, cells, artifact_location=(tmp / "artifacts").as_uri(), **kw)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def planted_store(tmp_path_factory) -> tuple[str, dict[str, dict[str, np.ndarray]]]:
+    tmp = tmp_path_factory.mktemp("planted")
+    pu = _planted()
+    cells = [
+        FakeCell(m, FAMILY[m], 0, pu[m], extra_metrics={"test/item_coverage_at_10": 0.1 * i})
+        for i, m in enumerate(["toppop", "itemknn", "ease", "neumf"])
+    ]
+    return _store(tmp, cells), pu
+
+
+@pytest.fixture(scope="module")
+def planted_report(planted_store, tmp_path_factory) -> dict:
+    uri, _ = planted_store
+    out = tmp_path_factory.mktemp("out") / "report"
+    generate_report(uri, out_dir=out, cutoffs=(10,), n_resamples=999, dashboard_url="http://127.0.0.1:5555/")
+    return json.loads((out / "report.json").read_text())
+
+
+def _row(doc: dict, model: str) -> dict:
+    return next(r for r in doc["tables"][0]["rows"] if r["model"] == model)
+
+
+def test_rows_are_grouped_by_family_in_registry_order(planted_report):
+    models = [r["model"] for r in planted_report["tables"][0]["rows"]]
+    assert models == ["toppop", "itemknn", "ease", "neumf"]
+
+
+def test_mean_and_bootstrap_ci_match_scipy_on_planted_per_user_ndcg(planted_report, planted_store):
+    _, pu = planted_store
+    cell = _row(planted_report, "itemknn")["cells"]["ndcg_at_10"]
+    x = pu["itemknn"]["ndcg_at_10"]
+    seed = derive_seed("report-bootstrap", "synthetic", "random_holdout", "default", "itemknn", "ndcg_at_10")
+    ref = stats.bootstrap(
+        (x,), np.mean, n_resamples=999, method="percentile", rng=np.random.default_rng(seed)
+    ).confidence_interval
+    assert cell["mean"] == pytest.approx(x.mean())
+    assert (cell["low"], cell["high"]) == pytest.approx((ref.low, ref.high))
+    assert cell["n"] == N and cell["method"] == "bootstrap"
+    assert _row(planted_report, "itemknn")["n_users"] == N
+
+
+def test_best_per_column_is_bold(planted_report):
+    assert "ndcg_at_10" in _row(planted_report, "neumf")["bold"]
+    assert "item_coverage_at_10" in _row(planted_report, "neumf")["bold"]  # 0.3 is the largest coverage
+    assert all("ndcg_at_10" not in _row(planted_report, m)["bold"] for m in ("toppop", "itemknn", "ease"))
+
+
+def test_significance_vs_best_baseline_is_wilcoxon_with_holm(planted_report, planted_store):
+    _, pu = planted_store
+    table = planted_report["tables"][0]
+    assert table["reference_model"] == "ease"  # best non-neural model on NDCG@10
+    others = ["toppop", "itemknn", "neumf"]
+    raw = [float(stats.wilcoxon(pu[m]["ndcg_at_10"], pu["ease"]["ndcg_at_10"]).pvalue) for m in others]
+    adjusted = holm(raw)
+    for m, p, padj in zip(others, raw, adjusted):
+        row = _row(planted_report, m)
+        assert row["p_value"] == pytest.approx(p)
+        assert row["p_holm"] == pytest.approx(padj)
+    # The planted structure: neumf clearly better, itemknn clearly worse, toppop indistinguishable.
+    assert _row(planted_report, "neumf")["mark"] == "†"
+    assert _row(planted_report, "itemknn")["mark"] == "*"
+    assert _row(planted_report, "toppop")["mark"] == ""
+    assert _row(planted_report, "ease")["mark"] == "ref"
+
+
+def test_every_format_is_written_with_header_and_marks(planted_store, planted_report, tmp_path):
+    uri, _ = planted_store
+    out = tmp_path / "r"
+    generate_report(uri, out_dir=out, cutoffs=(10,), n_resamples=999)
+    md = (out / "README.md").read_text()
+    assert md.startswith("<!-- generated by reprorec-report")
+    assert "do not edit" in md and "reprorec-report --tracking-uri" in md
+    assert "0.4" in md and "† / *" in md and "Holm-corrected" in md
+    assert "Not logged by any run (no column): precision_at_10, map_at_10, hit_rate_at_10." in md
+    tex = (out / "leaderboard.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textsuperscript{\dag}" in tex
+    csv = pd.read_csv(out / "leaderboard.csv", comment="#")
+    row = csv[(csv.model == "itemknn") & (csv.key == "ndcg_at_10")].iloc[0]
+    assert row.value == pytest.approx(_row(planted_report, "itemknn")["cells"]["ndcg_at_10"]["mean"])
+    assert row.mark == "*"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2
+    bib = (out / "CITATION.bib").read_text()
+    assert planted_report["report_id"] in bib and "@misc{" in bib
+
+
+def test_provenance_rows_link_to_the_runs_view(planted_report):
+    prov = _row(planted_report, "ease")["provenance"][0]
+    run_page = f"http://127.0.0.1:5555/#/experiments/{prov['experiment_id']}/runs/{prov['run_id']}"
+    assert prov["link"] == run_page + "?workflowType=machine_learning"  # the runs view, not GenAI tabs
+    assert prov["git_commit"] and prov["git_dirty"] == "false" and prov["fp_split"] and prov["hardware"]
+    assert planted_report["commands"]["sweep"].startswith("reprorec -m")
+
+
+def test_missing_cutoffs_are_named(planted_store, tmp_path):
+    uri, _ = planted_store
+    generate_report(uri, out_dir=tmp_path / "r", n_resamples=99)  # default cutoffs 5/10/20/50
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    missing = doc["tables"][0]["missing_columns"]
+    assert "ndcg_at_5" in missing and "hit_rate_at_10" in missing and "ndcg_at_10" not in missing
+
+
+def test_report_id_is_stable_and_changes_when_a_number_changes(planted_store, planted_report, tmp_path):
+    uri, _ = planted_store
+    generate_report(uri, out_dir=tmp_path / "a", cutoffs=(10,), n_resamples=999)
+    doc_a = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert doc_a["report_id"] == planted_report["report_id"]  # regenerated elsewhere, same content
+    # Same store copied, one logged test metric changed (a later value of the metric wins in MLflow).
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    run_id = _row(planted_report, "toppop")["provenance"][0]["run_id"]
+    old = client.get_run(run_id).data.metrics["test/recall_at_10"]
+    try:
+        client.log_metric(run_id, "test/recall_at_10", old + 0.001, timestamp=1_800_000_000_000, step=1)
+        generate_report(uri, out_dir=tmp_path / "b", cutoffs=(10,), n_resamples=999)
+        doc_b = json.loads((tmp_path / "b" / "report.json").read_text())
+    finally:
+        client.log_metric(run_id, "test/recall_at_10", old, timestamp=1_900_000_000_000, step=2)
+    assert doc_b["report_id"] != doc_a["report_id"]
+
+
+def test_failing_renderer_leaves_previous_report_intact(planted_store, tmp_path, monkeypatch):
+    uri, _ = planted_store
+    out = tmp_path / "rep"
+    generate_report(uri, out_dir=out, cutoffs=(10,), n_resamples=99)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def boom(doc):
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(render_mod, "latex", boom)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        generate_report(uri, out_dir=out, cutoffs=(5, 10), n_resamples=99)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # no temporary folder left behind
+
+
+def _two_split_cells(pu):
+    return [
+        FakeCell("ease", "linear", 0, pu["ease"], split_fingerprint="a" * 64),
+        FakeCell("itemknn", "neighbourhood", 0, pu["itemknn"], split_fingerprint="b" * 64),
+    ]
+
+
+def test_mixed_split_fingerprints_are_refused_not_merged(tmp_path, capsys):
+    pu = _planted()
+    good = [FakeCell(m, FAMILY[m], 0, pu[m], dataset="other") for m in ("ease", "toppop")]
+    uri = _store(tmp_path, _two_split_cells(pu) + good)
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), n_resamples=99)
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [t["dataset"] for t in doc["tables"]] == ["other"]
+    (refusal,) = doc["refused"]
+    assert refusal["dataset"] == "synthetic" and "reprorec.fingerprint.split" in refusal["reason"]
+    assert {r["split_fp"] for r in refusal["runs"]} == {"a" * 12, "b" * 12}
+    assert "Refused tables" in (tmp_path / "r" / "README.md").read_text()
+    assert "refused table synthetic" in capsys.readouterr().err
+
+
+def test_only_refused_groups_is_an_error_and_split_option_separates_them(tmp_path):
+    uri = _store(tmp_path, _two_split_cells(_planted()))
+    with pytest.raises(ReportInputError, match="refused") as exc:
+        generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,))
+    assert "aaaaaaaaaaaa" in str(exc.value) and "bbbbbbbbbbbb" in str(exc.value)
+    assert not (tmp_path / "r").exists()
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), split_by_fingerprint=True, n_resamples=99)
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert sorted(len(t["rows"]) for t in doc["tables"]) == [1, 1]
+    assert all("split fingerprint" in t["notes"][0] for t in doc["tables"])
+
+
+def test_several_seeds_give_mean_and_t_interval_over_seeds(tmp_path):
+    rng = np.random.default_rng(1)
+    cells = []
+    for seed in (0, 1, 2):
+        for m, shift in (("ease", 0.0), ("toppop", -0.1)):
+            v = np.clip(rng.uniform(0.2, 0.6, N) + shift, 0, 1)
+            cells.append(FakeCell(m, FAMILY[m], seed, {"ndcg_at_10": v}))
+    uri = _store(tmp_path, cells)
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), metrics=("ndcg",))
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    seed_means = np.array([c.per_user["ndcg_at_10"].mean() for c in cells if c.model == "toppop"])
+    cell = _row(doc, "toppop")["cells"]["ndcg_at_10"]
+    lo, hi = stats.t.interval(0.95, 2, loc=seed_means.mean(), scale=stats.sem(seed_means))
+    assert cell["method"] == "seeds" and cell["n"] == 3
+    assert (cell["mean"], cell["low"], cell["high"]) == pytest.approx((seed_means.mean(), lo, hi))
+    # Paired over users on the per-user mean across the three seeds.
+    a = np.mean([c.per_user["ndcg_at_10"] for c in cells if c.model == "toppop"], axis=0)
+    b = np.mean([c.per_user["ndcg_at_10"] for c in cells if c.model == "ease"], axis=0)
+    assert _row(doc, "toppop")["p_value"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+
+
+def test_different_user_sets_are_not_paired(tmp_path):
+    pu = _planted()
+    ids = [f"u{j}" for j in range(N)]
+    cells = [
+        FakeCell("ease", "linear", 0, pu["ease"], user_ids=ids),
+        FakeCell("toppop", "non-personalised", 0, pu["toppop"], user_ids=[*ids[:-1], "stranger"]),
+    ]
+    uri = _store(tmp_path, cells)
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), n_resamples=99)
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    row = _row(doc, "toppop")
+    assert row["p_value"] is None and "user sets differ" in row["pairing_note"]
+    assert any("no significance test" in n for n in doc["tables"][0]["notes"])
+
+
+def test_paired_ttest_option(planted_store, tmp_path):
+    uri, pu = planted_store
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), test="ttest", n_resamples=99)
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    expected = stats.ttest_rel(pu["toppop"]["ndcg_at_10"], pu["ease"]["ndcg_at_10"]).pvalue
+    assert _row(doc, "toppop")["p_value"] == pytest.approx(expected)
+    assert "--test ttest" in doc["commands"]["report"]
+
+
+def test_no_finished_runs_says_which_runs_were_skipped(tmp_path):
+    pu = _planted()
+    uri = _store(tmp_path, [FakeCell("ease", "linear", 0, pu["ease"], status="FAILED")])
+    with pytest.raises(ReportInputError, match="no FINISHED cell runs") as exc:
+        generate_report(uri, out_dir=tmp_path / "r")
+    assert "status FAILED" in str(exc.value) and "ease · synthetic · seed 0" in str(exc.value)
+
+
+def test_unlogged_metric_is_named_with_what_was_logged(planted_store, tmp_path):
+    uri, _ = planted_store
+    with pytest.raises(ReportInputError, match="mrr") as exc:
+        generate_report(uri, out_dir=tmp_path / "r", metrics=("mrr",), cutoffs=(10,))
+    assert "test/ndcg_at_10" in str(exc.value)
+
+
+def test_unknown_experiment_lists_the_existing_ones(planted_store, tmp_path):
+    uri, _ = planted_store
+    with pytest.raises(ReportInputError, match=r"'nope' not found.*reprorec"):
+        generate_report(uri, experiment="nope", out_dir=tmp_path / "r")
+
+
+def test_reference_values_are_shown_with_the_difference(planted_store, planted_report, tmp_path):
+    uri, pu = planted_store
+    ref = tmp_path / "ref.csv"
+    ref.write_text(
+        "model,metric,cutoff,value,source\n"
+        "ease,ndcg,10,0.4,Some et al. 2020 Table 1\n"
+        "ghost,ndcg,10,0.9,not in the table\n"
+    )
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), reference=ref, n_resamples=99)
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    (line,) = doc["tables"][0]["references"]
+    assert line["ours"] == pytest.approx(pu["ease"]["ndcg_at_10"].mean())
+    assert line["difference"] == pytest.approx(pu["ease"]["ndcg_at_10"].mean() - 0.4)
+    assert "Published vs reproduced" in (tmp_path / "r" / "README.md").read_text()
+
+
+def test_bad_reference_file_names_line_and_field(tmp_path):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("model,metric,cutoff,value,source\ntoppop,ndcg,ten,0.1,x\n")
+    with pytest.raises(DataError, match=r"ref.csv:2.*'cutoff'.*'ten'"):
+        read_reference(ref)
+
+
+def test_shipped_reference_example_parses_and_cites_its_sources():
+    rows = read_reference(REPO / "reports" / "reference" / "dacrema_toppop.csv")
+    assert rows and all(r["model"] == "toppop" and "Dacrema" in r["source"] for r in rows)
+    mcrec = {(r["metric"], r["cutoff"]): r["value"] for r in rows if r["dataset"] == "ml-100k"}
+    assert mcrec[("precision", 10)] == 0.1907
+
+
+def test_cli_writes_report_and_fails_cleanly(planted_store, tmp_path, capsys):
+    from benchmark.cli.report import main
+
+    uri, _ = planted_store
+    assert (
+        main(["--tracking-uri", uri, "--out", str(tmp_path / "r"), "--cutoffs", "10", "--resamples", "99"])
+        == 0
+    )
+    assert (tmp_path / "r" / "report.html").exists()
+    assert main(["--tracking-uri", uri, "--experiment", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "experiment 'nope' not found" in capsys.readouterr().err
+
+
+def test_sweep_option_reports_only_that_sweeps_cells(tmp_path):
+    pu = _planted()
+    uri = new_sqlite_store(tmp_path)
+    art = (tmp_path / "artifacts").as_uri()
+    log_sweep(uri, [FakeCell("ease", "linear", 0, pu["ease"])], artifact_location=art)
+    _, sweep2, ids2 = log_sweep(
+        uri, [FakeCell("toppop", "non-personalised", 0, pu["toppop"])], artifact_location=art
+    )
+    generate_report(uri, sweep_run_id=sweep2, out_dir=tmp_path / "r", cutoffs=(10,), n_resamples=99)
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [r["model"] for r in doc["tables"][0]["rows"]] == ["toppop"]
+    assert _row(doc, "toppop")["provenance"][0]["run_id"] == ids2[0]
+    assert f"--sweep {sweep2}" in doc["commands"]["report"]
+
+
+def test_different_tie_rules_on_the_same_split_are_refused(tmp_path):
+    pu = _planted()
+    cells = [
+        FakeCell("ease", "linear", 0, pu["ease"]),
+        FakeCell(
+            "toppop", "non-personalised", 0, pu["toppop"], eval_params={"evaluation.tie_rule": "random"}
+        ),
+    ]
+    uri = _store(tmp_path, cells)
+    with pytest.raises(ReportInputError, match=r"evaluation settings differ \(evaluation.tie_rule\)"):
+        generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,))

@@ -1,0 +1,74 @@
+"""Statistics used by the leaderboard report: Holm correction, intervals, paired tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from benchmark.reporting.stats import bootstrap_ci, holm, paired_test, seeds_ci
+
+
+def test_holm_hand_example_four_pvalues():
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> running max 0.02 0.03 0.06 0.06
+    adjusted = holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_keeps_nan_out_of_the_family():
+    # NaN (a comparison that could not be run) does not count in m: m = 2 here.
+    adjusted = holm([0.6, math.nan, 0.2])
+    assert math.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2]], [0.6, 0.4])
+    np.testing.assert_allclose(holm([0.7, 0.9]), [1.0, 1.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12))
+def test_holm_is_between_raw_and_bonferroni_and_preserves_order(ps):
+    p = np.array(ps)
+    adj = holm(p)
+    assert np.all(adj >= p - 1e-12)
+    assert np.all(adj <= np.minimum(p * len(p), 1.0) + 1e-12)
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(adj[order]) >= -1e-12)
+
+
+def test_bootstrap_ci_equals_scipy_percentile_bootstrap_with_same_seed():
+    x = np.random.default_rng(3).random(80)
+    ci = bootstrap_ci(x, seed=42, n_resamples=999)
+    ref = stats.bootstrap(
+        (x,), np.mean, n_resamples=999, method="percentile", rng=np.random.default_rng(42)
+    ).confidence_interval
+    assert ci.mean == pytest.approx(x.mean())
+    assert (ci.low, ci.high) == pytest.approx((ref.low, ref.high))
+    assert ci.n == 80 and ci.method == "bootstrap"
+
+
+def test_bootstrap_ci_of_constant_users_has_zero_width():
+    ci = bootstrap_ci(np.zeros(30), seed=1)
+    assert (ci.mean, ci.low, ci.high) == (0.0, 0.0, 0.0)
+
+
+def test_seeds_ci_is_student_t_with_n_minus_one_dof():
+    v = np.array([0.30, 0.32, 0.35])
+    ci = seeds_ci(v)
+    half = stats.t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3)
+    assert ci.mean == pytest.approx(v.mean())
+    assert (ci.low, ci.high) == pytest.approx((v.mean() - half, v.mean() + half))
+    assert ci.n == 3 and ci.method == "seeds"
+
+
+def test_paired_test_wilcoxon_and_ttest_match_scipy():
+    rng = np.random.default_rng(0)
+    a = rng.random(50)
+    b = a + rng.normal(0.05, 0.1, 50)
+    assert paired_test(a, b) == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert paired_test(a, b, "ttest") == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert paired_test(a, a.copy()) == 1.0
+    with pytest.raises(ValueError, match="aligned"):
+        paired_test(a, b[:-1])
