@@ -1,0 +1,321 @@
+"""``reprorec``: run one benchmark cell, or a Hydra multirun sweep of cells.
+
+Examples::
+
+    reprorec dataset=ml-100k split=random_holdout model=itemknn            # one cell
+    reprorec -m dataset=ml-100k model=toppop,itemknn,ials seed=0,1,2       # a sweep
+    reprorec -m experiment=default                                         # the README's benchmark
+    reprorec -m experiment=smoke hydra/launcher=parallel                   # 2 local workers (joblib)
+
+This is the only module that uses Hydra. The composed DictConfig is converted to the plain
+dataclasses of :mod:`benchmark.config` before anything below is called.
+
+Sweep bookkeeping (a Hydra callback in the launching process):
+
+* ``on_multirun_start`` resolves the tracking URI, creates / upgrades the store and the experiment
+  once (jobs never race creating it), creates the *sweep* run (or reopens the one of an identical
+  earlier sweep, so a rerun of an interrupted sweep completes it) and hands its id to the jobs through
+  environment variables and ``<sweep dir>/reprorec_sweep.json``;
+* every job writes ``cell_outcome.json`` into its output folder;
+* ``on_multirun_end`` collects the outcomes, prints a summary, logs ``sweep/cells.json`` on the sweep
+  run, ends it (FAILED if any cell failed), writes ``<sweep dir>/summary.json`` and, when
+  ``benchmark.reporting.generate_report`` exists, builds the report. ``main`` then exits 1 if any
+  cell failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmark.config import Config, register_configs
+from benchmark.errors import ConfigError
+from benchmark.fingerprint import sha256_json
+from benchmark.io import atomic_write_text
+from benchmark.registry import conf_dir
+from benchmark.tracking import provenance
+from benchmark.tracking import schema as S
+from benchmark.tracking.mlflow_store import (
+    ENV_SWEEP_DIR,
+    ENV_SWEEP_RUN_ID,
+    ENV_TRACKING_URI,
+    Tracker,
+    default_study_storage,
+    resolve_tracking_uri,
+)
+from benchmark.tuning.cell import CellOutcome, run_cell
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - hydra-core < 1.1
+    Callback = object  # type: ignore[misc,assignment]
+
+ENV_COMMAND = "REPROREC_COMMAND"
+SWEEP_FILE = "reprorec_sweep.json"
+OUTCOME_FILE = "cell_outcome.json"
+SUMMARY_FILE = "summary.json"
+
+#: Outcomes of this process: single-run cells, and the summary of a multirun (read by ``main``).
+_STATE: dict[str, Any] = {"outcomes": [], "summary": None}
+
+
+def to_config(cfg: Any) -> Config:
+    """DictConfig -> :class:`Config` (plain dataclasses, values resolved)."""
+    from omegaconf import OmegaConf
+
+    _check_keys(cfg, Config, "")
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, Config):  # composed without the schema (should not happen)
+        raise TypeError(f"expected a Config, got {type(obj).__name__}")
+    return obj
+
+
+def _check_keys(node: Any, schema: type, path: str) -> None:
+    """Hydra lets ``+key=value`` add keys the schema does not know: refuse them by name."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in node:
+        full = f"{path}{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown config key {full!r}; known keys here: {sorted(fields)}")
+        sub = fields[key].type
+        target = getattr(sys.modules[schema.__module__], sub, None) if isinstance(sub, str) else sub
+        if dataclasses.is_dataclass(target):
+            _check_keys(node[key], target, f"{full}.")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- the sweep callback
+class SweepCallback(Callback):  # type: ignore[misc,valid-type]
+    """Creates the sweep run before jobs fan out and closes it with a summary afterwards."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        uri = resolve_tracking_uri(config.tracking.uri)
+        os.environ[ENV_TRACKING_URI] = uri  # jobs (other processes, other folders) use the same store
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        command = provenance.command_line()
+        tracker = Tracker(uri)
+        experiment_id = tracker.ensure_experiment(str(config.tracking.experiment))
+        if str(config.tuner.name) != "none":  # the study store too is created before the fan-out
+            from benchmark.tuning.tuner import open_storage
+
+            open_storage(config.tuner.storage or default_study_storage(uri))
+        overrides = sorted(str(o) for o in OmegaConf.to_container(config.hydra.overrides.task) or [])
+        sweep_key = sha256_json({"overrides": overrides, "code": provenance.code_version()})
+        git = provenance.git_info()
+        run_id = tracker.start_or_resume_sweep(
+            experiment_id,
+            sweep_key,
+            name=f"sweep · {' '.join(overrides) or 'defaults'}"[:250],
+            tags={
+                S.SWEEP_ID: sweep_key[:16],
+                S.PROTOCOL: str(config.get("protocol", "")),
+                S.COMMAND: command,
+                S.GIT_COMMIT: git["commit"],
+                S.GIT_DIRTY: str(git["dirty"]).lower(),
+                S.CODE_VERSION: provenance.code_version(),
+                S.VERSIONS: json.dumps(provenance.package_versions(), sort_keys=True),
+                S.HARDWARE: json.dumps(provenance.hardware(), sort_keys=True),
+            },
+        )
+        os.environ[ENV_SWEEP_RUN_ID] = run_id
+        os.environ[ENV_SWEEP_DIR] = str(sweep_dir)
+        os.environ[ENV_COMMAND] = command
+        atomic_write_text(
+            sweep_dir / SWEEP_FILE,
+            json.dumps(
+                {
+                    "sweep_run_id": run_id,
+                    "tracking_uri": uri,
+                    "command": command,
+                    "experiment_id": experiment_id,
+                    "sweep_key": sweep_key,
+                },
+                indent=2,
+            ),
+        )
+        print(f"[reprorec] sweep run {run_id} in {uri} (outputs: {sweep_dir})", file=sys.stderr)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(os.environ.get(ENV_SWEEP_DIR) or str(config.hydra.sweep.dir)).resolve()
+        out = config.report.out_dir or str(Path("reports") / str(config.get("protocol") or "custom"))
+        summary = finish_sweep(sweep_dir, report=bool(config.report.enabled), report_dir=out)
+        _STATE["summary"] = summary
+
+
+def collect_outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Outcomes written by the jobs; a job folder without one is a job that died."""
+    outcomes = []
+    for job_dir in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=_job_order):
+        f = job_dir / OUTCOME_FILE
+        if f.exists():
+            outcomes.append(json.loads(f.read_text(encoding="utf-8")))
+        else:
+            outcomes.append(
+                {
+                    "name": f"job {job_dir.name}",
+                    "status": "failed",
+                    "run_id": None,
+                    "cell_key": None,
+                    "test_metrics": {},
+                    "seconds": 0.0,
+                    "error": f"job {job_dir} ended without an outcome (killed or crashed)",
+                }
+            )
+    return outcomes
+
+
+def _job_order(p: Path) -> tuple[int, str]:
+    return (int(p.name), p.name) if p.name.isdigit() else (1 << 30, p.name)
+
+
+def finish_sweep(sweep_dir: Path, *, report: bool = True, report_dir: str | None = None) -> dict[str, Any]:
+    """Summarise the sweep, close its run, write ``summary.json``, and build the report if possible."""
+    info = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
+    outcomes = collect_outcomes(sweep_dir)
+    counts = {s: sum(o["status"] == s for o in outcomes) for s in ("finished", "skipped", "failed")}
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    tracker = Tracker(info["tracking_uri"])
+    run_id = info["sweep_run_id"]
+    tracker.log(run_id, metrics={f"sweep/n_{k}": float(v) for k, v in counts.items()})
+    tracker.log_dict(
+        run_id,
+        [{k: o.get(k) for k in ("name", "status", "run_id", "cell_key")} for o in outcomes],
+        S.ART_SWEEP_CELLS,
+    )
+    tracker.end_run(run_id, "FAILED" if failed else "FINISHED")
+    summary = {
+        "sweep_run_id": run_id,
+        "tracking_uri": info["tracking_uri"],
+        "counts": counts,
+        "failed": [
+            {
+                "name": o["name"],
+                "run_id": o.get("run_id"),
+                "error": (o.get("error") or "").strip().splitlines()[-1:],
+            }
+            for o in failed
+        ],
+    }
+    atomic_write_text(sweep_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
+    print(
+        f"[reprorec] sweep done: {counts['finished']} finished, {counts['skipped']} skipped "
+        f"(already done), {counts['failed']} failed; sweep run {run_id}",
+        file=sys.stderr,
+    )
+    for o in failed:
+        last = (o.get("error") or "").strip().splitlines()[-1:] or ["?"]
+        print(f"[reprorec]   FAILED {o['name']} (run {o.get('run_id')}): {last[0]}", file=sys.stderr)
+    if report and counts["finished"] + counts["skipped"] > 0:
+        summary["report"] = _generate_report(info["tracking_uri"], run_id, report_dir)
+    return summary
+
+
+def _generate_report(tracking_uri: str, sweep_run_id: str, out_dir: str | None) -> str | None:
+    """Build the leaderboard of this sweep's cells with ``benchmark.reporting.generate_report``.
+
+    Guarded: a missing reporting package or a failing report is printed, never raised, so the
+    sweep's own outcome (and exit code) stays what the cells decided.
+    """
+    try:
+        from benchmark import reporting
+
+        generate: Any = reporting.generate_report
+    except (ImportError, AttributeError):
+        print("[reprorec] no report: benchmark.reporting.generate_report is not available", file=sys.stderr)
+        return None
+    try:
+        out = generate(tracking_uri, sweep_run_id=sweep_run_id, out_dir=Path(out_dir or "reports/custom"))
+    except Exception as exc:  # a report failure must not hide the sweep's own outcome
+        print(f"[reprorec] report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    print(f"[reprorec] report: {out}", file=sys.stderr)
+    return str(out)
+
+
+# ---------------------------------------------------------------------------- the job
+def _sweep_run_id() -> str | None:
+    run_id = os.environ.get(ENV_SWEEP_RUN_ID)
+    if run_id:
+        return run_id
+    try:  # launchers that do not pass the environment (e.g. remote SLURM nodes): the sweep file
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+        f = Path(hc.runtime.cwd, hc.sweep.dir, SWEEP_FILE) if multirun else None
+    except Exception:
+        return None
+    if f is not None and f.exists():
+        info = json.loads(f.read_text(encoding="utf-8"))
+        os.environ.setdefault(ENV_TRACKING_URI, info["tracking_uri"])
+        return str(info["sweep_run_id"])
+    return None
+
+
+def task(cfg: Any) -> dict[str, Any]:
+    """One Hydra job: one cell. Never raises for a failing cell (the outcome says it failed)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.to_yaml(cfg, resolve=True)
+    sweep_run_id = _sweep_run_id()
+    config = to_config(cfg)
+    if sweep_run_id is not None and os.environ.get(ENV_TRACKING_URI):
+        # the store the launching process resolved (a relative path would move with the job's cwd)
+        config.tracking.uri = os.environ[ENV_TRACKING_URI]
+    outcome: CellOutcome = run_cell(
+        config,
+        sweep_run_id=sweep_run_id,
+        resolved_config=resolved,
+        command=os.environ.get(ENV_COMMAND) or provenance.command_line(),
+    )
+    result = outcome.to_dict()
+    try:
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        atomic_write_text(out_dir / OUTCOME_FILE, json.dumps(result, indent=2, default=str))
+    except Exception:  # not under Hydra (called directly)
+        pass
+    _STATE["outcomes"].append(result)
+    if outcome.status == "finished":
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in outcome.test_metrics.items() if "_at_10" in k)
+        print(f"[reprorec] {outcome.name}: {shown} ({outcome.seconds:.1f} s)", file=sys.stderr)
+    return result
+
+
+def exit_code() -> int:
+    """1 if a cell of this process (single run) or of the multirun failed, else 0."""
+    summary = _STATE["summary"]
+    if summary is not None:
+        return 1 if summary["counts"]["failed"] else 0
+    return 1 if any(o["status"] == "failed" for o in _STATE["outcomes"]) else 0
+
+
+def main() -> None:
+    """Entry point of ``reprorec`` (Hydra parses ``sys.argv``)."""
+    import hydra
+
+    register_configs()
+    hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)()
+    code = exit_code()
+    if code:
+        failed = [o for o in _STATE["outcomes"] if o["status"] == "failed"]
+        if _STATE["summary"] is None and failed:
+            for o in failed:
+                last = (o.get("error") or "").strip().splitlines()[-1:] or ["?"]
+                print(f"[reprorec] FAILED {o['name']} (run {o.get('run_id')}): {last[0]}", file=sys.stderr)
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    # Run the importable module's main, not this __main__ copy: the Hydra callback and the task
+    # are resolved as benchmark.cli.sweep, and their state must be the one main() reads.
+    from benchmark.cli.sweep import main as _main
+
+    _main()

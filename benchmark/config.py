@@ -1,0 +1,158 @@
+"""Configuration schemas of a reprorec run (plain dataclasses, validated by Hydra at compose time).
+
+The CLI (:mod:`benchmark.cli.sweep`, the only module that imports Hydra) registers these classes
+in Hydra's ConfigStore with :func:`register_configs`; ``conf/config.yaml`` lists ``base_config``
+first in its defaults, so every group file is merged into a typed node: a misspelt key or a value of
+the wrong type fails before any work, naming the key. The composed config is converted with
+``OmegaConf.to_object`` into these dataclasses, which is all that code below the CLI sees.
+
+The ``dataset`` and ``split`` schemas are deliberately generic (a name plus mappings) because
+their contents belong to the data and split registries, which validate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class DatasetConfig:
+    """``conf/dataset/*.yaml``: which dataset and how to preprocess it."""
+
+    name: str = MISSING
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+
+@dataclass
+class SplitConfigSchema:
+    """``conf/split/*.yaml``: mirrors :class:`benchmark.splits.make.SplitConfig`."""
+
+    name: str = MISSING
+    splitter: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    validation_splitter: str | None = None
+    validation_params: dict[str, Any] = field(default_factory=dict)
+    published: str | None = None
+    description: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    """``conf/model/*.yaml``: the model registry entry (see :mod:`benchmark.registry`).
+
+    ``params`` are the hyperparameters used when not tuned (``model.params.x=...`` overrides one);
+    ``search_space`` the explicit distributions the tuner samples.
+    """
+
+    name: str = MISSING
+    cls: str = MISSING
+    family: str = MISSING
+    params: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+
+@dataclass
+class TunerConfig:
+    """``conf/tuner/*.yaml``: the tuning protocol, the same for every model of a sweep.
+
+    Attributes:
+        name: ``optuna`` (tune on train vs validation) or ``none`` (fit ``model.params`` as given).
+        n_trials: trial budget per cell (Dacrema et al.: 50).
+        n_startup_trials: the first trials are random search, then TPE (Dacrema et al.: 15).
+        sampler: ``tpe`` or ``random``.
+        metric: validation metric key of the evaluator summary, e.g. ``ndcg_at_10``.
+        direction: ``maximize`` or ``minimize``.
+        validate_every: iterative models are validated every this many epochs ...
+        patience: ... and stopped after this many validations without improvement.
+        storage: SQLAlchemy URL of the Optuna study store; None puts ``optuna.db`` next to the
+            tracking store (an interrupted cell resumes its trials from there).
+        timeout_s: optional wall-clock budget per cell (None: trials only).
+    """
+
+    name: str = "optuna"
+    n_trials: int = 50
+    n_startup_trials: int = 15
+    sampler: str = "tpe"
+    metric: str = "ndcg_at_10"
+    direction: str = "maximize"
+    validate_every: int = 5
+    patience: int = 5
+    storage: str | None = None
+    timeout_s: float | None = None
+
+
+@dataclass
+class TrackingConfig:
+    """``conf/tracking/*.yaml``: where runs are logged.
+
+    Attributes:
+        uri: MLflow tracking URI; None means ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` in the
+            working directory (MLflow 3's default), resolved once in the launching process.
+        experiment: MLflow experiment name.
+        log_recommendations: log the test top-k lists (``recommendations.parquet``).
+        skip_finished: skip a cell whose cell key already has a FINISHED run.
+        log_trials: one nested MLflow run per tuning trial.
+    """
+
+    uri: str | None = None
+    experiment: str = "reprorec"
+    log_recommendations: bool = True
+    skip_finished: bool = True
+    log_trials: bool = True
+
+
+@dataclass
+class EvaluationConfig:
+    """``conf/evaluation/*.yaml``: the one evaluation protocol of a sweep.
+
+    ``protocol`` is ``full`` (rank all items not excluded) or ``sampled`` (rank each user's test items
+    against the split's fixed candidates or ``n_negatives`` sampled negatives).
+    """
+
+    protocol: str = "full"
+    cutoffs: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
+    metrics: list[str] = field(
+        default_factory=lambda: ["precision", "recall", "ndcg", "map", "hit_rate", "mrr"]
+    )
+    n_negatives: int | None = None
+    tie_rule: str | None = None
+    batch_size: int = 1024
+    validation_metrics: list[str] | None = None
+
+
+@dataclass
+class ReportConfig:
+    """What the sweep does when it ends."""
+
+    enabled: bool = True
+    out_dir: str | None = None
+
+
+@dataclass
+class Config:
+    """The whole composed configuration of one cell (``conf/config.yaml``)."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    split: SplitConfigSchema = field(default_factory=SplitConfigSchema)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    seed: int = 0
+    protocol: str = "custom"
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Register the schemas in Hydra's ConfigStore (called by the CLI only)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)

@@ -1,0 +1,243 @@
+"""The MLflow side of a sweep: store set-up, the sweep / cell / trial run hierarchy, batch logging.
+
+Everything goes through :class:`mlflow.MlflowClient` with explicit run ids (never the fluent
+``mlflow.start_run`` stack), because launchers move cells into other processes and working
+directories: the parent run id travels explicitly. Names of tags, params, metrics and artifacts come
+from :mod:`benchmark.tracking.schema`.
+
+The default store is MLflow 3's own default, ``sqlite:///mlflow.db`` in the working directory, made
+absolute once in the launching process (Hydra jobs may run elsewhere); artifacts go to ``mlruns/``
+next to the database. SQLite serialises writers: a write that finds the database locked is retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
+
+from benchmark.tracking import schema
+
+T = TypeVar("T")
+
+#: Environment variables through which the launching process hands the sweep to its jobs.
+ENV_SWEEP_RUN_ID = "REPROREC_SWEEP_RUN_ID"
+ENV_SWEEP_DIR = "REPROREC_SWEEP_DIR"
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+DEFAULT_DB = "mlflow.db"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (sqlite paths absolute)."""
+    uri = uri or os.environ.get(ENV_TRACKING_URI) or DEFAULT_DB
+    if "://" not in uri:  # a bare path means a sqlite file
+        return f"sqlite:///{Path(uri).resolve()}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///") :]
+        if rel != ":memory:":
+            return f"sqlite:///{Path(rel).resolve()}"
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(urlparse(uri).path))
+
+
+def default_study_storage(tracking_uri: str) -> str:
+    """``optuna.db`` next to a sqlite tracking store (or in the working directory for a server)."""
+    db = sqlite_path(tracking_uri)
+    folder = db.parent if db is not None else Path.cwd()
+    return f"sqlite:///{(folder / 'optuna.db').resolve()}"
+
+
+def _retry(fn: Callable[[], T], attempts: int = 8) -> T:
+    """Retry an MLflow call that hit SQLite's writer lock (parallel cells share one file)."""
+    delay = 0.1
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if "database is locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Tracker:
+    """A thin, explicit-id wrapper around :class:`mlflow.MlflowClient` for one tracking store."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = resolve_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    # ------------------------------------------------------------------ store and experiment
+    def ensure_experiment(self, name: str) -> str:
+        """Create (or upgrade) the store and the experiment; return its id.
+
+        Call once in the launching process before jobs fan out: the first use of a sqlite store
+        runs its schema migrations, which race when several processes do it at once.
+        """
+        exp = _retry(lambda: self.client.get_experiment_by_name(name))
+        if exp is not None:
+            return str(exp.experiment_id)
+        db = sqlite_path(self.uri)
+        location = (db.parent / "mlruns").resolve().as_uri() if db is not None else None
+        try:
+            return str(_retry(lambda: self.client.create_experiment(name, artifact_location=location)))
+        except Exception:  # created meanwhile by another process
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
+
+    # ------------------------------------------------------------------ runs
+    def start_run(
+        self,
+        experiment_id: str,
+        name: str,
+        *,
+        tags: Mapping[str, Any],
+        parent_run_id: str | None = None,
+    ) -> str:
+        all_tags = {k: str(v) for k, v in tags.items()}
+        if parent_run_id:
+            all_tags[schema.PARENT_RUN_ID] = parent_run_id
+        run = _retry(lambda: self.client.create_run(experiment_id, run_name=name, tags=all_tags))
+        return str(run.info.run_id)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+    def set_running(self, run_id: str) -> None:
+        _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+
+    def log(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        step: int = 0,
+        steps: Iterable[tuple[int, Mapping[str, float]]] = (),
+    ) -> None:
+        """Log params, tags and metrics (``steps``: per-epoch metrics) in as few batches as allowed."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        p = [Param(k, _param_value(v)) for k, v in (params or {}).items()]
+        t = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        m = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
+        for s, values in steps:
+            m.extend(Metric(k, float(v), now, int(s)) for k, v in values.items())
+        # MLflow's batch limits: 100 params + tags, 1000 metrics, 1000 entities per call.
+        for chunk in _chunks(p + t, 100):  # type: ignore[operator]
+            cp = [x for x in chunk if isinstance(x, Param)]
+            ct = [x for x in chunk if isinstance(x, RunTag)]
+            _retry(lambda cp=cp, ct=ct: self.client.log_batch(run_id, params=cp, tags=ct))  # type: ignore[misc]
+        for mc in _chunks(m, 1000):
+            _retry(lambda mc=mc: self.client.log_batch(run_id, metrics=mc))  # type: ignore[misc]
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        _retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path))
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        _retry(lambda: self.client.log_text(run_id, text, artifact_file))
+
+    def log_dict(self, run_id: str, data: Any, artifact_file: str) -> None:
+        _retry(lambda: self.client.log_text(run_id, json.dumps(data, indent=2, default=str), artifact_file))
+
+    def log_datasets(
+        self, run_id: str, datasets: Iterable[tuple[str, str, str, str, Mapping[str, Any]]]
+    ) -> None:
+        """Log inputs ``(name, sha256, source, context, profile)`` with :meth:`MlflowClient.log_inputs`.
+
+        MLflow caps a dataset digest at 36 characters: the digest is the sha256's first 36 hex
+        digits and the full sha256 is in the profile (and in the run's fingerprint tags).
+        """
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = []
+        for name, sha, source, context, profile in datasets:
+            ds = Dataset(
+                name=name,
+                digest=sha[:36],
+                source_type="reprorec",
+                source=json.dumps({"uri": source}),
+                profile=json.dumps({"sha256": sha, **profile}, default=str),
+            )
+            inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", context)]))
+        _retry(lambda: self.client.log_inputs(run_id, datasets=inputs))
+
+    # ------------------------------------------------------------------ queries
+    def find_runs(self, experiment_id: str, **tags: str) -> list[Any]:
+        """Runs of the experiment whose tags equal ``tags`` (newest first)."""
+        flt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        return list(
+            _retry(
+                lambda: self.client.search_runs(
+                    [experiment_id],
+                    filter_string=flt,
+                    max_results=1000,
+                    order_by=["attributes.start_time DESC"],
+                )
+            )
+        )
+
+    def find_finished_cell(self, experiment_id: str, cell_key: str) -> Any | None:
+        runs = self.find_runs(
+            experiment_id, **{schema.RUN_TYPE: schema.RUN_TYPE_CELL, schema.CELL_KEY: cell_key}
+        )
+        return next((r for r in runs if r.info.status == "FINISHED"), None)
+
+    def mark_stale_cells(self, experiment_id: str, cell_key: str) -> list[str]:
+        """Mark RUNNING runs of this cell (left by a killed process) as KILLED; return their ids."""
+        runs = self.find_runs(
+            experiment_id, **{schema.RUN_TYPE: schema.RUN_TYPE_CELL, schema.CELL_KEY: cell_key}
+        )
+        stale = [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+        for run_id in stale:
+            with contextlib.suppress(Exception):
+                for child in self.find_runs(experiment_id, **{schema.PARENT_RUN_ID: run_id}):
+                    if child.info.status == "RUNNING":
+                        self.end_run(child.info.run_id, "KILLED")
+            self.end_run(run_id, "KILLED")
+        return stale
+
+    def start_or_resume_sweep(
+        self, experiment_id: str, sweep_key: str, name: str, tags: Mapping[str, Any]
+    ) -> str:
+        """The sweep run for ``sweep_key``: an earlier one (rerun of an interrupted sweep) or a new one."""
+        runs = self.find_runs(
+            experiment_id, **{schema.RUN_TYPE: schema.RUN_TYPE_SWEEP, schema.SWEEP_KEY: sweep_key}
+        )
+        if runs:
+            run_id = str(runs[0].info.run_id)
+            self.set_running(run_id)
+            return run_id
+        return self.start_run(
+            experiment_id,
+            name,
+            tags={**tags, schema.RUN_TYPE: schema.RUN_TYPE_SWEEP, schema.SWEEP_KEY: sweep_key},
+        )
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 6000 else text[:5990] + "...[cut]"

@@ -1,0 +1,71 @@
+"""Early stopping for iterative models: validate every few epochs, keep the best state.
+
+Follows the protocol of Dacrema et al. (TOIS 2021, Sec. 4): iterative models are evaluated on the
+validation data every ``every`` epochs and stopped after ``patience`` evaluations without
+improvement; the best epoch count is what the final refit on train + validation trains for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmark.errors import ModelError
+from benchmark.models import IterativeRecommender
+
+
+@dataclass
+class EarlyStopping:
+    """The ``epoch_callback`` of :meth:`IterativeRecommender.fit`.
+
+    Args:
+        validate: returns the validation value of the model in its current state (higher is better).
+        every: validate after every ``every`` epochs (and after the last one).
+        patience: stop after this many validations in a row without improvement.
+        min_delta: an improvement must exceed the best value by more than this.
+
+    After ``fit`` returns, the model holds the state of ``best_epoch`` (restored with
+    ``set_state`` when a later epoch was worse); ``history`` lists ``(epoch, value)`` of every
+    validation. A NaN validation value stops training (the model diverged): the best earlier state
+    is kept, and with no earlier state :class:`ModelError` is raised so the trial is marked failed.
+    """
+
+    validate: Callable[[IterativeRecommender], float]
+    every: int = 5
+    patience: int = 5
+    min_delta: float = 0.0
+    best_value: float = field(default=-math.inf, init=False)
+    best_epoch: int = field(default=0, init=False)
+    history: list[tuple[int, float]] = field(default_factory=list, init=False)
+    _best_state: Any = field(default=None, init=False, repr=False)
+    _bad: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.patience < 1:
+            raise ValueError(f"every={self.every} and patience={self.patience} must be >= 1")
+
+    def __call__(self, model: IterativeRecommender, epoch: int) -> bool:
+        last = epoch >= int(model.epochs)
+        if epoch % self.every and not last:
+            return False
+        value = float(self.validate(model))
+        self.history.append((epoch, value))
+        if math.isnan(value):
+            if self.best_epoch == 0:
+                raise ModelError(f"{type(model).__name__}: validation metric is NaN at epoch {epoch}")
+            return self._restore(model)
+        if value > self.best_value + self.min_delta or self.best_epoch == 0:
+            self.best_value, self.best_epoch, self._bad = value, epoch, 0
+            self._best_state = None if last else model.get_state()
+            return False
+        self._bad += 1
+        if self._bad >= self.patience or last:
+            return self._restore(model)
+        return False
+
+    def _restore(self, model: IterativeRecommender) -> bool:
+        if self._best_state is not None:
+            model.set_state(self._best_state)
+        return True
