@@ -221,7 +221,7 @@ def test_every_split_config_file_loads_and_its_name_matches_the_file(path: Path)
 
 
 def test_unknown_split_config_name_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownNameError, match="random_80_20"):
+    with pytest.raises(UnknownNameError, match="random_holdout"):
         load_split_config("no_such_split")
 
 
