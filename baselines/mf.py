@@ -24,9 +24,7 @@ from benchmark.models import IterativeRecommender, Param
 CONFIDENCE_SCALINGS = ("linear", "log")
 
 
-def confidence_matrix(
-    x: sp.csr_matrix, scaling: str, alpha: float, epsilon: float = 1.0
-) -> sp.csr_matrix:
+def confidence_matrix(x: sp.csr_matrix, scaling: str, alpha: float, epsilon: float = 1.0) -> sp.csr_matrix:
     """Hu, Koren & Volinsky's confidence ``C`` of the observed entries of ``x`` (float32 CSR).
 
     ``linear``: ``C = 1 + alpha * x``; ``log``: ``C = 1 + alpha * log(1 + x / epsilon)``, both on

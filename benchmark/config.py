@@ -70,9 +70,14 @@ class TunerConfig:
         direction: ``maximize`` or ``minimize``.
         validate_every: iterative models are validated every this many epochs ...
         patience: ... and stopped after this many validations without improvement.
-        storage: SQLAlchemy URL of the Optuna study store; None puts ``optuna.db`` next to the
+        storage: SQLAlchemy URL of the Optuna study store (``services``: the PostgreSQL database of
+            ``reprorec-services up``); None puts ``optuna.db`` next to the
             tracking store (an interrupted cell resumes its trials from there).
         timeout_s: optional wall-clock budget per cell (None: trials only).
+        workers: processes tuning each cell together on its one study (the cell's own process and
+            ``workers - 1`` helpers it starts, see :mod:`benchmark.tuning.worker`); they split the
+            budget without exceeding it. Above 1 the storage must be shared by them (a sqlite file
+            on one machine, or a server: ``tuner.storage=services`` / ``postgresql+psycopg2://...``).
     """
 
     name: str = "optuna"
@@ -85,6 +90,7 @@ class TunerConfig:
     patience: int = 5
     storage: str | None = None
     timeout_s: float | None = None
+    workers: int = 1
 
 
 @dataclass
@@ -94,6 +100,8 @@ class TrackingConfig:
     Attributes:
         uri: MLflow tracking URI; None means ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` in the
             working directory (MLflow 3's default), resolved once in the launching process.
+            ``services`` means the server started by ``reprorec-services up`` (its ``urls.json``;
+            ``services:<folder>`` for another state folder than ``./.services``).
         experiment: MLflow experiment name.
         log_recommendations: log the test top-k lists (``recommendations.parquet``).
         skip_finished: skip a cell whose cell key already has a FINISHED run.
@@ -128,10 +136,23 @@ class EvaluationConfig:
 
 @dataclass
 class ReportConfig:
-    """What the sweep does when it ends."""
+    """The report the sweep writes when it ends (``reprorec-report`` with these options).
+
+    Attributes:
+        enabled: write a report at the end of a multirun.
+        out_dir: report folder (default ``reports/<protocol>``).
+        reference: CSV of published values shown beside ours (``model,metric,cutoff,value,source``).
+        metrics: metric names of the leaderboard columns (None: the report's defaults).
+        cutoffs: cutoffs of the leaderboard columns (None: the report's defaults).
+        main_metric: the column the significance tests and the "best baseline" use.
+    """
 
     enabled: bool = True
     out_dir: str | None = None
+    reference: str | None = None
+    metrics: list[str] | None = None
+    cutoffs: list[int] | None = None
+    main_metric: str | None = None
 
 
 @dataclass

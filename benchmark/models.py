@@ -74,7 +74,7 @@ class Param:
             raise ConfigError(f"{model}: {name}={value!r} is not finite; expected {self.describe()}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{model}: {name}={value!r} is not allowed; expected {self.describe()}")
-        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise ConfigError(f"{model}: {name}={value!r} is out of range; expected {self.describe()}")
 
 

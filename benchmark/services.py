@@ -21,6 +21,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -58,6 +59,33 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@")
+
+
+def redact_text(text: str) -> str:
+    """Redact the password of every URL in a text (a command line, a resolved config, an error)."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", text)
+
+
+#: ``tracking.uri`` / ``tuner.storage`` value meaning "the services' URL" (``services:<folder>`` too).
+SERVICES = "services"
+#: The state folder that ``services`` refers to (set by the launching process for its jobs).
+ENV_SERVICES_DIR = "REPROREC_SERVICES_DIR"
+
+
+def services_folder(value: str = SERVICES) -> Path:
+    """The state folder of ``services[:<folder>]`` (default ``$REPROREC_SERVICES_DIR``, else .services)."""
+    folder = value[len(SERVICES) + 1 :] if value.startswith(SERVICES + ":") else ""
+    return Path(folder or os.environ.get(ENV_SERVICES_DIR) or DEFAULT_DIR).resolve()
+
+
+def resolve_service_url(value: str, key: str) -> str:
+    """``value`` itself, or for ``services[:<folder>]`` the URL ``key`` of that folder's ``urls.json``."""
+    if value != SERVICES and not value.startswith(SERVICES + ":"):
+        return value
+    return read_urls(services_folder(value))[key]
 
 
 def free_port() -> int:
@@ -198,8 +226,18 @@ def up(folder: Path = DEFAULT_DIR, *, timeout: float = 90) -> ServicesState:
     try:
         _run(
             _as_pg_user(
-                [pg_bin("initdb"), "-D", str(pgdata), "-U", PG_USER, f"--pwfile={pwfile}",
-                 "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"]
+                [
+                    pg_bin("initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    PG_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ]
             ),
             "initdb",
         )
@@ -211,8 +249,21 @@ def up(folder: Path = DEFAULT_DIR, *, timeout: float = 90) -> ServicesState:
     try:
         opts = f"-c listen_addresses={LOOPBACK} -p {pg_port} -k {sock}"
         _run(
-            _as_pg_user([pg_bin("pg_ctl"), "-D", str(pgdata), "-l", str(pg_root / "postgres.log"),
-                         "-o", opts, "-w", "-t", str(int(timeout)), "start"]),
+            _as_pg_user(
+                [
+                    pg_bin("pg_ctl"),
+                    "-D",
+                    str(pgdata),
+                    "-l",
+                    str(pg_root / "postgres.log"),
+                    "-o",
+                    opts,
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "start",
+                ]
+            ),
             "starting PostgreSQL",
             timeout=timeout + 10,
         )
@@ -220,7 +271,10 @@ def up(folder: Path = DEFAULT_DIR, *, timeout: float = 90) -> ServicesState:
         for db in ("mlflow", "optuna"):
             proc = subprocess.run(
                 [pg_bin("createdb"), "-h", LOOPBACK, "-p", str(pg_port), "-U", PG_USER, db],
-                capture_output=True, text=True, env=env, timeout=60,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
             )
             if proc.returncode != 0:
                 raise ServiceError(f"createdb {db} failed: {proc.stderr.strip()}")
@@ -228,10 +282,25 @@ def up(folder: Path = DEFAULT_DIR, *, timeout: float = 90) -> ServicesState:
         backend = f"{state.pg_url}/mlflow"
         with open(folder / "mlflow.log", "ab") as log:
             proc_ml = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK,
-                 "--port", str(state.mlflow_port), "--backend-store-uri", backend,
-                 "--artifacts-destination", str(artifacts), "--workers", "2"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--host",
+                    LOOPBACK,
+                    "--port",
+                    str(state.mlflow_port),
+                    "--backend-store-uri",
+                    backend,
+                    "--artifacts-destination",
+                    str(artifacts),
+                    "--workers",
+                    "2",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 env={**os.environ, "MLFLOW_TRACKING_URI": ""},
             )
         state.mlflow_pid = proc_ml.pid
@@ -284,7 +353,8 @@ def down(folder: Path = DEFAULT_DIR) -> bool:
         if (pgdata / "postmaster.pid").exists():
             subprocess.run(
                 _as_pg_user([pg_bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]),
-                capture_output=True, timeout=60,
+                capture_output=True,
+                timeout=60,
             )
             stopped = True
         shutil.rmtree(state.pg_dir, ignore_errors=True)
@@ -304,7 +374,10 @@ def status(folder: Path = DEFAULT_DIR) -> dict[str, object]:
         "running": _pid_alive(state.mlflow_pid) and pg_up,
         "dir": str(folder),
         "postgresql": {"port": state.pg_port, "up": pg_up},
-        "mlflow": {"pid": state.mlflow_pid, "up": _pid_alive(state.mlflow_pid),
-                   "tracking_uri": state.tracking_uri},
+        "mlflow": {
+            "pid": state.mlflow_pid,
+            "up": _pid_alive(state.mlflow_pid),
+            "tracking_uri": state.tracking_uri,
+        },
         "optuna_storage": redact_url(state.optuna_storage),
     }

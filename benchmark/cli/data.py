@@ -104,7 +104,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from benchmark.data.datasets import get_dataset_info
     from benchmark.data.fetch import locate_resource
-
     from benchmark.data.loading import choose_variant
 
     info = get_dataset_info(args.name)

@@ -16,8 +16,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Start/stop a PostgreSQL server and an MLflow tracking server on 127.0.0.1.",
     )
     parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("--dir", type=Path, default=services.DEFAULT_DIR,
-                        help="state folder (default: .services in the working directory)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=services.DEFAULT_DIR,
+        help="state folder (default: .services in the working directory)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "up":

@@ -36,6 +36,7 @@ from benchmark.errors import ConfigError
 from benchmark.fingerprint import sha256_json
 from benchmark.io import atomic_write_text
 from benchmark.registry import conf_dir
+from benchmark.services import ENV_SERVICES_DIR, SERVICES, redact_text, redact_url, services_folder
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
 from benchmark.tracking.mlflow_store import (
@@ -43,7 +44,8 @@ from benchmark.tracking.mlflow_store import (
     ENV_SWEEP_RUN_ID,
     ENV_TRACKING_URI,
     Tracker,
-    default_study_storage,
+    check_tracking_reachable,
+    resolve_study_storage,
     resolve_tracking_uri,
 )
 from benchmark.tuning.cell import CellOutcome, run_cell
@@ -93,20 +95,37 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
     """Creates the sweep run before jobs fan out and closes it with a summary afterwards."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        # Hydra turns a callback's exception into a warning and launches the jobs anyway: a sweep
+        # whose store cannot be set up (unreachable server, bad URL) must stop here instead.
+        try:
+            self._start(config)
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {redact_text(str(exc))}"
+            print(f"[reprorec] sweep not started: {why}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def _start(self, config: Any) -> None:
         from omegaconf import OmegaConf
 
+        storage = config.tuner.storage
+        if any(str(v or "").split(":", 1)[0] == SERVICES for v in (config.tracking.uri, storage)):
+            # jobs resolve ``services`` against the same state folder, wherever they run
+            os.environ[ENV_SERVICES_DIR] = str(services_folder(str(config.tracking.uri or storage)))
         uri = resolve_tracking_uri(config.tracking.uri)
         os.environ[ENV_TRACKING_URI] = uri  # jobs (other processes, other folders) use the same store
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        command = provenance.command_line()
+        command = redact_text(provenance.command_line())
+        check_tracking_reachable(uri)  # fail fast, before MLflow's client retries for minutes
         tracker = Tracker(uri)
         experiment_id = tracker.ensure_experiment(str(config.tracking.experiment))
         if str(config.tuner.name) != "none":  # the study store too is created before the fan-out
             from benchmark.tuning.tuner import open_storage
 
-            open_storage(config.tuner.storage or default_study_storage(uri))
-        overrides = sorted(str(o) for o in OmegaConf.to_container(config.hydra.overrides.task) or [])
+            open_storage(resolve_study_storage(storage, uri))
+        overrides = sorted(
+            redact_text(str(o)) for o in OmegaConf.to_container(config.hydra.overrides.task) or []
+        )
         sweep_key = sha256_json({"overrides": overrides, "code": provenance.code_version()})
         git = provenance.git_info()
         run_id = tracker.start_or_resume_sweep(
@@ -140,12 +159,20 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
                 indent=2,
             ),
         )
-        print(f"[reprorec] sweep run {run_id} in {uri} (outputs: {sweep_dir})", file=sys.stderr)
+        os.chmod(sweep_dir / SWEEP_FILE, 0o600)  # a database tracking URI may carry a password
+        print(f"[reprorec] sweep run {run_id} in {redact_url(uri)} (outputs: {sweep_dir})", file=sys.stderr)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(os.environ.get(ENV_SWEEP_DIR) or str(config.hydra.sweep.dir)).resolve()
         out = config.report.out_dir or str(Path("reports") / str(config.get("protocol") or "custom"))
-        summary = finish_sweep(sweep_dir, report=bool(config.report.enabled), report_dir=out)
+        options = {
+            key: (list(value) if key in ("metrics", "cutoffs") else value)
+            for key in ("reference", "metrics", "cutoffs", "main_metric")
+            if (value := config.report.get(key)) is not None
+        }
+        summary = finish_sweep(
+            sweep_dir, report=bool(config.report.enabled), report_dir=out, report_options=options
+        )
         _STATE["summary"] = summary
 
 
@@ -175,7 +202,13 @@ def _job_order(p: Path) -> tuple[int, str]:
     return (int(p.name), p.name) if p.name.isdigit() else (1 << 30, p.name)
 
 
-def finish_sweep(sweep_dir: Path, *, report: bool = True, report_dir: str | None = None) -> dict[str, Any]:
+def finish_sweep(
+    sweep_dir: Path,
+    *,
+    report: bool = True,
+    report_dir: str | None = None,
+    report_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Summarise the sweep, close its run, write ``summary.json``, and build the report if possible."""
     info = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
     outcomes = collect_outcomes(sweep_dir)
@@ -192,7 +225,7 @@ def finish_sweep(sweep_dir: Path, *, report: bool = True, report_dir: str | None
     tracker.end_run(run_id, "FAILED" if failed else "FINISHED")
     summary = {
         "sweep_run_id": run_id,
-        "tracking_uri": info["tracking_uri"],
+        "tracking_uri": redact_url(info["tracking_uri"]),
         "counts": counts,
         "failed": [
             {
@@ -213,11 +246,13 @@ def finish_sweep(sweep_dir: Path, *, report: bool = True, report_dir: str | None
         last = (o.get("error") or "").strip().splitlines()[-1:] or ["?"]
         print(f"[reprorec]   FAILED {o['name']} (run {o.get('run_id')}): {last[0]}", file=sys.stderr)
     if report and counts["finished"] + counts["skipped"] > 0:
-        summary["report"] = _generate_report(info["tracking_uri"], run_id, report_dir)
+        summary["report"] = _generate_report(info["tracking_uri"], run_id, report_dir, report_options or {})
     return summary
 
 
-def _generate_report(tracking_uri: str, sweep_run_id: str, out_dir: str | None) -> str | None:
+def _generate_report(
+    tracking_uri: str, sweep_run_id: str, out_dir: str | None, options: dict[str, Any]
+) -> str | None:
     """Build the leaderboard of this sweep's cells with ``benchmark.reporting.generate_report``.
 
     Guarded: a missing reporting package or a failing report is printed, never raised, so the
@@ -231,7 +266,11 @@ def _generate_report(tracking_uri: str, sweep_run_id: str, out_dir: str | None) 
         print("[reprorec] no report: benchmark.reporting.generate_report is not available", file=sys.stderr)
         return None
     try:
-        out = generate(tracking_uri, sweep_run_id=sweep_run_id, out_dir=Path(out_dir or "reports/custom"))
+        if options.get("reference"):
+            options = {**options, "reference": Path(options["reference"])}
+        out = generate(
+            tracking_uri, sweep_run_id=sweep_run_id, out_dir=Path(out_dir or "reports/custom"), **options
+        )
     except Exception as exc:  # a report failure must not hide the sweep's own outcome
         print(f"[reprorec] report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
@@ -264,7 +303,7 @@ def task(cfg: Any) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    resolved = OmegaConf.to_yaml(cfg, resolve=True)
+    resolved = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
     sweep_run_id = _sweep_run_id()
     config = to_config(cfg)
     if sweep_run_id is not None and os.environ.get(ENV_TRACKING_URI):
@@ -274,7 +313,7 @@ def task(cfg: Any) -> dict[str, Any]:
         config,
         sweep_run_id=sweep_run_id,
         resolved_config=resolved,
-        command=os.environ.get(ENV_COMMAND) or provenance.command_line(),
+        command=redact_text(os.environ.get(ENV_COMMAND) or provenance.command_line()),
     )
     result = outcome.to_dict()
     try:

@@ -167,9 +167,7 @@ class InteractionMatrix:
         i_codes, iid = _encode(frame[item_col].to_numpy(), item_ids, item_col)
         ratings = None if rating_col is None else frame[rating_col].to_numpy(np.float32)
         ts = None if timestamp_col is None else frame[timestamp_col].to_numpy(np.int64)
-        return cls.from_indices(
-            u_codes, i_codes, uid, iid, ratings=ratings, timestamps=ts, name=name
-        )
+        return cls.from_indices(u_codes, i_codes, uid, iid, ratings=ratings, timestamps=ts, name=name)
 
     # ------------------------------------------------------------------ views
     @property

@@ -32,9 +32,19 @@ ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 DEFAULT_DB = "mlflow.db"
 
 
+#: Seconds a tracking server may take to answer the reachability check before the run fails.
+HTTP_CHECK_TIMEOUT_S = 10
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    """``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (sqlite paths absolute)."""
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (sqlite paths absolute).
+
+    ``services`` (or ``services:<folder>``) is the MLflow server of ``reprorec-services up``.
+    """
+    from benchmark.services import resolve_service_url
+
     uri = uri or os.environ.get(ENV_TRACKING_URI) or DEFAULT_DB
+    uri = resolve_service_url(uri, "tracking_uri")
     if "://" not in uri:  # a bare path means a sqlite file
         return f"sqlite:///{Path(uri).resolve()}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
@@ -56,6 +66,43 @@ def default_study_storage(tracking_uri: str) -> str:
     db = sqlite_path(tracking_uri)
     folder = db.parent if db is not None else Path.cwd()
     return f"sqlite:///{(folder / 'optuna.db').resolve()}"
+
+
+def resolve_study_storage(storage: str | None, tracking_uri: str) -> str:
+    """The Optuna storage URL: ``storage``, ``services[:<folder>]`` (the services' PostgreSQL), or
+    :func:`default_study_storage` when None."""
+    from benchmark.services import resolve_service_url
+
+    if not storage:
+        return default_study_storage(tracking_uri)
+    return resolve_service_url(storage, "optuna_storage")
+
+
+def check_tracking_reachable(uri: str, timeout: float = HTTP_CHECK_TIMEOUT_S) -> None:
+    """Fail fast (ConfigError naming the redacted URL and the error) when an HTTP tracking server
+    does not answer ``/health`` within ``timeout`` seconds; other URIs are not checked here.
+
+    MLflow's own client retries an unreachable server with backoff for minutes: this check runs
+    first, in the launching process and in every cell.
+    """
+    import urllib.error
+    import urllib.request
+
+    from benchmark.errors import ConfigError
+    from benchmark.services import redact_url
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            if resp.status == 200:
+                return
+            raise OSError(f"HTTP {resp.status}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"MLflow tracking server {redact_url(uri)} is not reachable (timeout {timeout:.0f} s): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _retry(fn: Callable[[], T], attempts: int = 8) -> T:
@@ -84,6 +131,9 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = resolve_tracking_uri(uri)
+        # MLflow prints a "View run ... at: <server URL>" line per finished run on a server: one per
+        # trial in every worker's log. reprorec prints its own progress.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.client = MlflowClient(tracking_uri=self.uri)
 
     # ------------------------------------------------------------------ store and experiment
@@ -147,6 +197,10 @@ class Tracker:
         for s, values in steps:
             m.extend(Metric(k, float(v), now, int(s)) for k, v in values.items())
         # MLflow's batch limits: 100 params + tags, 1000 metrics, 1000 entities per call.
+        if len(p) + len(t) <= 100 and len(p) + len(t) + len(m) <= 1000:  # one round trip (a server)
+            if p or t or m:
+                _retry(lambda: self.client.log_batch(run_id, metrics=m, params=p, tags=t))
+            return
         for chunk in _chunks(p + t, 100):  # type: ignore[operator]
             cp = [x for x in chunk if isinstance(x, Param)]
             ct = [x for x in chunk if isinstance(x, RunTag)]

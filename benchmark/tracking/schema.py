@@ -40,6 +40,7 @@ VERSIONS = "reprorec.versions"  # JSON {package: version}
 COMMAND = "reprorec.command"  # the command line that regenerates the sweep
 TRIAL_NUMBER = "reprorec.trial"
 TRIAL_STATE = "reprorec.trial_state"  # complete | failed | pruned
+WORKER = "reprorec.worker"  # which worker of the cell ran the trial (tuner.workers > 1; 0 = the cell)
 BEST_EPOCH = "reprorec.best_epoch"
 SWEEP_KEY = "reprorec.sweep_key"  # sha256 of the sweep's overrides + code version (a rerun reuses the run)
 CODE_VERSION = "reprorec.code_version"  # package version + git commit (+ -dirty): part of the cell key

@@ -41,10 +41,11 @@ from benchmark.fingerprint import sha256_json
 from benchmark.models import IterativeRecommender, Recommender
 from benchmark.registry import ModelSpec
 from benchmark.seeds import derive_seed
+from benchmark.services import redact_text
 from benchmark.splits.split import Split
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
-from benchmark.tracking.mlflow_store import Tracker, default_study_storage
+from benchmark.tracking.mlflow_store import Tracker, check_tracking_reachable, resolve_study_storage
 from benchmark.tuning.space import SearchSpace, parse_space
 from benchmark.tuning.tuner import TrialRecord, TuningResult, tune
 
@@ -176,6 +177,7 @@ def _tuner_identity(cfg: Config) -> dict[str, Any]:
     t = asdict(cfg.tuner)
     t.pop("storage")
     t.pop("timeout_s")
+    t.pop("workers")
     return t
 
 
@@ -283,10 +285,13 @@ def run_cell(
     name = cell_name(cfg)
     try:
         tracker = tracker or Tracker(cfg.tracking.uri)
+        check_tracking_reachable(tracker.uri)
         experiment_id = tracker.ensure_experiment(cfg.tracking.experiment)
     except Exception as exc:  # no store to log to: the outcome is all there is
-        print(f"[reprorec] FAILED {name}: tracking store unusable: {exc}", file=sys.stderr)
-        return CellOutcome(name, "failed", error=traceback.format_exc(), seconds=time.perf_counter() - t0)
+        print(f"[reprorec] FAILED {name}: tracking store unusable: {redact_text(str(exc))}", file=sys.stderr)
+        return CellOutcome(
+            name, "failed", error=redact_text(traceback.format_exc()), seconds=time.perf_counter() - t0
+        )
     run_id: str | None = None
     key: str | None = None
     base_tags = _base_tags(cfg, command)
@@ -322,8 +327,8 @@ def run_cell(
             tracker.end_run(run_id, "KILLED")
         raise
     except Exception as exc:
-        tb = traceback.format_exc()
-        print(f"[reprorec] FAILED {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        tb = redact_text(traceback.format_exc())
+        print(f"[reprorec] FAILED {name}: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         try:
             if run_id is None:  # failed before the run existed (data, split, config): still visible
                 tags = {**base_tags, **({S.CELL_KEY: key} if key else {})}
@@ -356,7 +361,7 @@ def _base_tags(cfg: Config, command: str | None) -> dict[str, Any]:
         S.CONFIG_HASH: provenance.config_hash(config_dict(cfg)),
         S.VERSIONS: json.dumps(provenance.package_versions(), sort_keys=True),
         S.HARDWARE: json.dumps(provenance.hardware(), sort_keys=True),
-        S.COMMAND: command or provenance.command_line(),
+        S.COMMAND: redact_text(command or provenance.command_line()),
     }
 
 
@@ -380,35 +385,10 @@ def _run_prepared(
     # ---------------------------------------------------------------- tuning (train vs validation)
     tuning: TuningResult | None = None
     if cfg.tuner.name == "optuna":
-        assert split.validation is not None
-        val_eval = make_evaluator(
-            split.validation,
-            [split.train],
-            ev,
-            candidates=None,
-            seed=evaluation_seed(cfg.dataset.name, cfg.split.name, cfg.seed, "val"),
-            name="val",
-            metrics=ev.validation_metrics,
-        )
-        storage = cfg.tuner.storage or default_study_storage(tracker.uri)
-        progress = _Progress(p.name, cfg.tuner.metric, cfg.progress)
-        on_trial = _trial_logger(tracker, experiment_id, run_id, spec) if cfg.tracking.log_trials else None
-        try:
-            tuning = tune(
-                spec,
-                p.space,
-                split.train,
-                lambda m: val_eval.evaluate(m).summary,
-                cfg.tuner,
-                seed=derive_seed(cfg.dataset.name, cfg.split.name, spec.name, cfg.seed, "tuner"),
-                fixed_params=p.fixed_params,
-                study_name=p.cell_key,
-                storage=storage,
-                on_trial=on_trial,
-                progress=progress,
-            )
-        finally:
-            progress.close()
+        from benchmark.tuning.worker import WorkerPool
+
+        with WorkerPool(p, tracker.uri, experiment_id, run_id) as pool:
+            tuning = tune_cell(p, tracker, experiment_id, run_id, on_ready=pool.start)
         final_params = {**spec.params, **tuning.best_params}
     elif cfg.tuner.name == "none":
         final_params = {**spec.params, **p.fixed_params}
@@ -464,7 +444,7 @@ def _run_prepared(
         result.write(folder)
         (folder / "config").mkdir()
         (folder / S.ART_CONFIG).write_text(
-            resolved_config or yaml.safe_dump(asdict(cfg), sort_keys=False), encoding="utf-8"
+            redact_text(resolved_config or yaml.safe_dump(asdict(cfg), sort_keys=False)), encoding="utf-8"
         )
         if tuning is not None:
             (folder / "tuning").mkdir()
@@ -482,6 +462,54 @@ def _run_prepared(
 
         MlflowClient(tracker.uri).log_artifacts(run_id, str(folder))
     return {k: v for k, v in metrics.items() if k.startswith(S.TEST_PREFIX)}
+
+
+def tune_cell(
+    p: PreparedCell,
+    tracker: Tracker,
+    experiment_id: str,
+    run_id: str,
+    *,
+    worker_index: int = 0,
+    on_ready: Any = None,
+) -> TuningResult:
+    """Tune a prepared cell on train vs validation; every trial is a child run of ``run_id``.
+
+    Worker 0 is the cell's own process (progress line, resumed trials, ``on_ready`` once the
+    study is clean); the helpers of :mod:`benchmark.tuning.worker` call this with their index.
+    """
+    cfg, split, spec = p.config, p.split, p.spec
+    assert split.validation is not None
+    val_eval = make_evaluator(
+        split.validation,
+        [split.train],
+        cfg.evaluation,
+        candidates=None,
+        seed=evaluation_seed(cfg.dataset.name, cfg.split.name, cfg.seed, "val"),
+        name="val",
+        metrics=cfg.evaluation.validation_metrics,
+    )
+    storage = resolve_study_storage(cfg.tuner.storage, tracker.uri)
+    progress = _Progress(p.name, cfg.tuner.metric, cfg.progress and worker_index == 0)
+    on_trial = _trial_logger(tracker, experiment_id, run_id, spec) if cfg.tracking.log_trials else None
+    try:
+        return tune(
+            spec,
+            p.space,
+            split.train,
+            lambda m: val_eval.evaluate(m).summary,
+            cfg.tuner,
+            seed=derive_seed(cfg.dataset.name, cfg.split.name, spec.name, cfg.seed, "tuner"),
+            fixed_params=p.fixed_params,
+            study_name=p.cell_key,
+            storage=storage,
+            on_trial=on_trial,
+            progress=progress,
+            worker_index=worker_index,
+            on_ready=on_ready,
+        )
+    finally:
+        progress.close()
 
 
 def _seen(split: Split) -> list[InteractionMatrix]:
@@ -622,6 +650,8 @@ def _trial_logger(tracker: Tracker, experiment_id: str, cell_run_id: str, spec: 
         }
         if rec.best_epoch is not None:
             tags[S.BEST_EPOCH] = rec.best_epoch
+        if rec.worker is not None:
+            tags[S.WORKER] = rec.worker
         run_id = tracker.start_run(experiment_id, f"trial {rec.number}", tags=tags, parent_run_id=cell_run_id)
         metrics = {f"{S.VAL_PREFIX}{k}": v for k, v in rec.val_metrics.items()}
         metrics["time/fit_s"] = rec.fit_seconds

@@ -10,19 +10,33 @@ that ran to the end), so trial ``n`` sees the same history and the same random s
 cell ran in one go or was interrupted and resumed. A trial that raises, or whose validation value
 is NaN, is marked failed and tuning continues; a trial left RUNNING by a killed process is marked
 failed on resumption and does not count against the budget.
+
+Several workers (``tuner.workers=N``, see :mod:`benchmark.tuning.worker`) may tune one cell together:
+each runs :func:`tune` on the same study in the same RDB storage. The budget is split without being
+exceeded: a worker asks for a trial (Optuna numbers trials under a row lock on the study, so the
+numbers are dense and committed in order), then counts the trials numbered before it that still
+count; if they already fill the budget it discards its trial (marked ``interrupted``, not counted,
+never logged) and waits for the running ones. Workers record Optuna heartbeats; a worker that dies
+leaves a RUNNING trial that :func:`optuna.storages.fail_stale_trials` fails after the grace period,
+without an ``error`` attribute, so it does not count and another worker runs a replacement. The number
+of finished, counted trials is therefore exactly ``n_trials``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.storages._heartbeat import get_heartbeat_thread  # ask/tell has no public heartbeat API
 
 from benchmark.config import TunerConfig
 from benchmark.data.interactions import InteractionMatrix
@@ -37,6 +51,14 @@ from benchmark.tuning.space import SearchSpace, check_space_against_model
 Validate = Callable[[Recommender], Mapping[str, float]]
 
 _INTERRUPTED = "interrupted"
+
+#: Heartbeats of multi-worker studies: a trial without a heartbeat for GRACE_S is a dead worker's.
+HEARTBEAT_S = int(os.environ.get("REPROREC_HEARTBEAT_S", "2"))
+GRACE_S = int(os.environ.get("REPROREC_HEARTBEAT_GRACE_S", "10"))
+#: How long a PostgreSQL / MySQL connection attempt may take before the storage is reported unreachable.
+CONNECT_TIMEOUT_S = 10
+#: How often a worker whose budget is taken by running trials of others looks again.
+POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,7 @@ class TrialRecord:
     fit_seconds: float = 0.0
     error: str | None = None
     resumed: bool = False
+    worker: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,9 +131,12 @@ def _metric(summary: Mapping[str, float], metric: str) -> float:
     return float(summary[metric])
 
 
-def _sampler(config: TunerConfig, seed: int) -> optuna.samplers.BaseSampler:
+def _sampler(config: TunerConfig, seed: int, *, constant_liar: bool = False) -> optuna.samplers.BaseSampler:
     if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=seed)
+        # constant_liar: parallel workers do not all sample next to the same running trial
+        return optuna.samplers.TPESampler(
+            n_startup_trials=config.n_startup_trials, seed=seed, constant_liar=constant_liar
+        )
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"tuner.sampler={config.sampler!r} is not one of ['tpe', 'random']")
@@ -123,6 +149,8 @@ def check_tuner_config(config: TunerConfig) -> None:
         raise ConfigError(f"tuner.n_startup_trials={config.n_startup_trials} must be >= 0")
     if config.direction not in ("maximize", "minimize"):
         raise ConfigError(f"tuner.direction={config.direction!r} is not one of ['maximize', 'minimize']")
+    if config.workers < 1:
+        raise ConfigError(f"tuner.workers={config.workers} must be >= 1")
     if config.validate_every < 1 or config.patience < 1:
         raise ConfigError(
             f"tuner.validate_every={config.validate_every} and tuner.patience={config.patience} must be >= 1"
@@ -130,26 +158,45 @@ def check_tuner_config(config: TunerConfig) -> None:
     _sampler(config, 0)
 
 
-def open_storage(storage: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+def open_storage(storage: str, attempts: int = 5, *, heartbeat: bool = False) -> optuna.storages.RDBStorage:
     """Open (creating its tables on first use) an Optuna RDB storage.
 
     The sweep creates it once before jobs fan out; the retry covers processes that still race on
-    the first use (SQLite reports the loser as a UNIQUE / locked error).
+    the first use (SQLite reports the loser as a UNIQUE / locked error). A server that does not
+    answer within :data:`CONNECT_TIMEOUT_S` fails at once with a :class:`ConfigError` naming the
+    URL with its password redacted. ``heartbeat``: record trial heartbeats (multi-worker studies).
     """
-    engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+    from benchmark.services import redact_url
+
+    if storage.startswith("sqlite"):
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    elif storage.startswith(("postgresql", "mysql")):
+        engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    else:
+        engine_kwargs = {}
+    beat: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
     for i in range(attempts):
         try:
-            return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs)
-        except Exception:
-            if i == attempts - 1:
-                raise
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, **beat)
+        except Exception as exc:
+            unreachable = "could not connect" in str(exc).lower() or "timeout" in str(exc).lower()
+            if unreachable or i == attempts - 1:
+                raise ConfigError(
+                    f"Optuna storage {redact_url(storage)} is not usable "
+                    f"(connect timeout {CONNECT_TIMEOUT_S} s): {type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                ) from None
             time.sleep(0.2 * (i + 1))
     raise AssertionError("unreachable")
 
 
-def open_study(config: TunerConfig, *, study_name: str, storage: str | None) -> optuna.Study:
+def open_study(
+    config: TunerConfig, *, study_name: str, storage: str | None, heartbeat: bool = False
+) -> optuna.Study:
     """Create or load the study of a cell (``storage`` None keeps it in memory)."""
-    rdb = None if storage is None else open_storage(storage)
+    rdb = None if storage is None else open_storage(storage, heartbeat=heartbeat)
     return optuna.create_study(
         study_name=study_name,
         storage=rdb,
@@ -172,14 +219,33 @@ def _record_from_frozen(t: optuna.trial.FrozenTrial) -> TrialRecord:
         fit_seconds=float(attrs.get("fit_seconds", 0.0)),
         error=attrs.get("error"),
         resumed=True,
+        worker=attrs.get("worker"),
     )
+
+
+def counts(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts against the budget (running, or finished by a live worker).
+
+    Not counted: trials marked ``interrupted`` (left RUNNING by a killed single worker, or discarded
+    over budget) and FAIL trials without an ``error`` attribute, which only a stale-heartbeat check
+    produces (a worker killed mid-trial): a trial that failed by itself always stores its error.
+    """
+    if t.user_attrs.get("state") == _INTERRUPTED:
+        return False
+    if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE):
+        return True
+    return t.state == optuna.trial.TrialState.FAIL and "error" in t.user_attrs
+
+
+def _finished(t: optuna.trial.FrozenTrial) -> bool:
+    return counts(t) and t.state != optuna.trial.TrialState.RUNNING
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per finished trial: number, state, value, best_epoch, seconds, ``param.*``, error."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state == optuna.trial.TrialState.RUNNING or t.user_attrs.get("state") == _INTERRUPTED:
+        if not _finished(t):
             continue
         row: dict[str, Any] = {
             "number": t.number,
@@ -208,6 +274,8 @@ def tune(
     storage: str | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
     progress: Callable[[int, int, float | None], None] | None = None,
+    worker_index: int = 0,
+    on_ready: Callable[[], None] | None = None,
 ) -> TuningResult:
     """Tune ``spec`` on ``train`` against ``validate`` and return the best configuration.
 
@@ -225,6 +293,11 @@ def tune(
         on_trial: called after every finished trial, and once for each trial found already
             finished when resuming (``resumed=True``), e.g. to log it to MLflow.
         progress: called as ``progress(done, total, best_value)`` after each trial.
+        worker_index: with ``config.workers > 1``, which worker this is. Worker 0 (the cell's own
+            process) cleans up trials left by a killed earlier run and reports resumed trials; the
+            other workers only run trials. Needs an RDB ``storage`` shared by all workers.
+        on_ready: called by worker 0 once the study is cleaned up (the cell starts the other
+            workers there, so that they never see a dead run's trials as live).
 
     Raises:
         ModelError: if every trial failed (the errors of the last trial are chained).
@@ -235,21 +308,29 @@ def tune(
     check_space_against_model(space, model_params, model=spec.name)
     fixed = dict(fixed_params or {})
     n_trials = config.n_trials if len(space) else 1
-    study = open_study(config, study_name=study_name, storage=storage)
+    parallel = config.workers > 1 and n_trials > 1
+    if parallel and storage is None:
+        raise ConfigError(f"tuner.workers={config.workers} needs an RDB storage shared by the workers")
+    study = open_study(config, study_name=study_name, storage=storage, heartbeat=parallel)
     start = time.perf_counter()
 
-    # Trials left RUNNING by a killed process: failed, and not counted against the budget.
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "state", _INTERRUPTED)
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    if worker_index == 0:
+        # Trials left RUNNING by a killed process: failed, and not counted against the budget. Only
+        # worker 0 does this, before the other workers of this cell are started.
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study._storage.set_trial_user_attr(t._trial_id, "state", _INTERRUPTED)
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
 
     def counted() -> list[optuna.trial.FrozenTrial]:
-        return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("state") != _INTERRUPTED]
+        return [t for t in study.get_trials(deepcopy=False) if counts(t)]
 
-    done = counted()
-    for t in done:
-        if on_trial is not None:
-            on_trial(_record_from_frozen(t))
+    done = [t for t in counted() if _finished(t)]
+    if worker_index == 0:
+        for t in done:
+            if on_trial is not None:
+                on_trial(_record_from_frozen(t))
+        if on_ready is not None:
+            on_ready()
     if progress is not None:
         progress(len(done), n_trials, _best_value(study))
 
@@ -257,11 +338,34 @@ def tune(
     while len(done) < n_trials:
         if config.timeout_s is not None and time.perf_counter() - start > config.timeout_s:
             break
+        if parallel:
+            _fail_dead_workers_trials(study)
+            if len(counted()) >= n_trials:  # the rest of the budget is running in other workers
+                time.sleep(POLL_S)
+                done = [t for t in counted() if _finished(t)]
+                continue
         # Seeded by the trial's index among counted trials, so an interrupted (uncounted) trial does
-        # not shift the streams of the trials after it.
-        study.sampler = _sampler(config, derive_seed(base, len(done)) % (2**32))
-        trial = study.ask()
-        record = _run_trial(trial, spec, space, train, validate, config, fixed)
+        # not shift the streams of the trials after it; parallel workers also by their index.
+        seed_n = derive_seed(base, len(done), worker_index) if parallel else derive_seed(base, len(done))
+        study.sampler = _sampler(config, seed_n % (2**32), constant_liar=parallel)
+        with warnings.catch_warnings():  # we run the heartbeat thread ourselves, below
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = study.ask()
+        if parallel:
+            ahead = sum(counts(t) and t.number < trial.number for t in study.get_trials(deepcopy=False))
+            if ahead >= n_trials:  # another worker took the last slot between our count and our ask
+                study._storage.set_trial_user_attr(trial._trial_id, "state", _INTERRUPTED)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            # heartbeat first, then the worker attribute: a RUNNING trial without it is one whose
+            # worker died right after asking (see _fail_dead_workers_trials)
+            study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+            trial.set_user_attr("worker", worker_index)
+
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            record = _run_trial(trial, spec, space, train, validate, config, fixed)
+        if parallel:
+            record = dataclasses.replace(record, worker=worker_index)
         for key, val in (
             ("best_epoch", record.best_epoch),
             ("val_metrics", record.val_metrics),
@@ -277,7 +381,7 @@ def tune(
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         if on_trial is not None:
             on_trial(record)
-        done = counted()
+        done = [t for t in counted() if _finished(t)]
         if progress is not None:
             progress(len(done), n_trials, _best_value(study))
 
@@ -300,6 +404,27 @@ def tune(
         n_failed=n_failed,
         seconds=time.perf_counter() - start,
     )
+
+
+def _fail_dead_workers_trials(study: optuna.Study) -> None:
+    """Fail the RUNNING trials of workers that died: no heartbeat for ``GRACE_S`` (Optuna's check),
+    or never a heartbeat at all (killed between ``ask`` and the first one) ``GRACE_S`` after start.
+    Neither carries an ``error`` attribute, so neither counts against the budget."""
+    import datetime
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        started = t.datetime_start
+        if "worker" in t.user_attrs or started is None or (now - started).total_seconds() <= GRACE_S:
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "state", _INTERRUPTED)
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # finished meanwhile, or failed by another
+            pass
 
 
 def _best_value(study: optuna.Study) -> float | None:

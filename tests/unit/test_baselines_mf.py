@@ -109,7 +109,11 @@ def test_bpr_later_epochs_continue_one_random_stream() -> None:
     # does not replay epoch 1's samples (which re-seeding from the integer would do).
     model = BPR(factors=6, learning_rate=0.05, regularization=1e-4, epochs=3, random_state=3).fit(TRAIN)
     direct = BayesianPersonalizedRanking(
-        factors=6, learning_rate=0.05, regularization=1e-4, iterations=1, num_threads=1,
+        factors=6,
+        learning_rate=0.05,
+        regularization=1e-4,
+        iterations=1,
+        num_threads=1,
         random_state=np.random.default_rng(3),
     )
     replay = BayesianPersonalizedRanking(
