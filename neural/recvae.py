@@ -6,7 +6,6 @@ Top-N Recommendations with Implicit Feedback", WSDM 2020 (reference code: ilya-s
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import ClassVar
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param
+from benchmark.models import Param, batched
 from neural.base import (
     COMMON_PARAMS,
     RowBatch,
@@ -47,12 +46,16 @@ class _Encoder(nn.Module):
 
     def forward(self, batch: RowBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and log-variance of normalised (dropped-out) rows."""
-        hs: list[torch.Tensor] = []
-        for fc, ln in zip(self.fc, self.ln):
-            assert isinstance(fc, nn.Linear)
-            pre = sparse_linear(batch, fc) if not hs else fc(hs[-1]) + sum(hs)
-            hs.append(ln(F.silu(pre)))
-        return self.fc_mu(hs[-1]), self.fc_logvar(hs[-1])
+        first = self.fc[0]
+        assert isinstance(first, nn.Linear)
+        h = skip = self.ln[0](F.silu(sparse_linear(batch, first)))
+        # ``skip``: running sum of the earlier layers' outputs (the dense skip connections), the
+        # same additions in the same order as re-summing the list of outputs at every layer
+        for k in range(1, len(self.fc)):
+            h = self.ln[k](F.silu(self.fc[k](h) + skip))
+            if k + 1 < len(self.fc):
+                skip = skip + h
+        return self.fc_mu(h), self.fc_logvar(h)
 
 
 class _RecVAENet(nn.Module):
@@ -70,8 +73,11 @@ class _RecVAENet(nn.Module):
         self.register_buffer("logvar_prior", torch.zeros(1, latent))
         self.register_buffer("logvar_uniform", torch.full((1, latent), 10.0))
 
-    def composite_prior(self, clean: RowBatch, z: torch.Tensor) -> torch.Tensor:
-        post_mu, post_logvar = self.encoder_old(clean)
+    def composite_prior(
+        self, clean: RowBatch, z: torch.Tensor, post: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Log density of ``z`` under the prior; ``post``: ``encoder_old(clean)`` when known."""
+        post_mu, post_logvar = self.encoder_old(clean) if post is None else post
         parts = [
             log_norm_pdf(z, self.mu_prior, self.logvar_prior),
             log_norm_pdf(z, post_mu, post_logvar),
@@ -81,21 +87,31 @@ class _RecVAENet(nn.Module):
         return torch.logsumexp(stacked, dim=-1)
 
     def loss(
-        self, batch: RowBatch, clean: RowBatch, gamma: float, beta: float | None, part: str
+        self,
+        batch: RowBatch,
+        clean: RowBatch,
+        gamma: float,
+        beta: float | None,
+        part: str,
+        post: tuple[torch.Tensor, torch.Tensor] | None = None,
+        old_is_current: bool = False,
     ) -> torch.Tensor:
         """The negative ELBO of the reference code (``batch`` dropped out, ``clean`` not).
 
         ``part`` is what the step updates: for ``"decoder"`` the encoder and the KL term (constant
         for the decoder) run without autograd; for ``"encoder"`` the decoder's weights get no
         gradient. The value is the same either way; only wasted gradients are skipped.
+        ``post`` is ``encoder_old(clean)`` when the caller has it; ``old_is_current`` says that
+        ``encoder_old`` equals ``encoder`` and ``batch`` is ``clean``, so the posterior is reused.
         """
         with torch.set_grad_enabled(part == "encoder" and torch.is_grad_enabled()):
             mu, logvar = self.encoder(batch)
+            if old_is_current:
+                post = (mu.detach(), logvar.detach())
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
             kl_weight = gamma * clean.counts if beta is None else torch.full_like(clean.counts, beta)
-            kld = (
-                (log_norm_pdf(z, mu, logvar) - self.composite_prior(clean, z)).sum(dim=1) * kl_weight
-            ).mean()
+            prior = self.composite_prior(clean, z, post)
+            kld = ((log_norm_pdf(z, mu, logvar) - prior).sum(dim=1) * kl_weight).mean()
         self.decoder.requires_grad_(part == "decoder")
         logits = self.decoder(z)
         mll = multinomial_log_likelihood(logits, clean).mean()
@@ -185,7 +201,28 @@ class RecVAE(TorchRecommender):
         self.opt_decoder_ = adam(net.decoder.parameters(), lr=self.learning_rate)
         self._train_users = np.flatnonzero(np.diff(self.train_.indptr) > 0)
 
-    def _pass(self, opt: torch.optim.Optimizer, dropout: float, part: str) -> float:
+    def _old_posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encoder_old`` of every training user's clean row (rows in ``_train_users`` order).
+
+        ``encoder_old`` is fixed during the encoder passes, so one forward per epoch serves all of
+        them instead of one per pass."""
+        net = self.network_
+        assert isinstance(net, _RecVAENet)
+        mus, logvars = [], []
+        with torch.no_grad():
+            for sl in batched(len(self._train_users), int(self.batch_size)):
+                mu, logvar = net.encoder_old(self._row_batch(self._train_users[sl]))
+                mus.append(mu)
+                logvars.append(logvar)
+        return torch.cat(mus), torch.cat(logvars)
+
+    def _pass(
+        self,
+        opt: torch.optim.Optimizer,
+        dropout: float,
+        part: str,
+        old_post: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> float:
         net = self.network_
         assert isinstance(net, _RecVAENet)
         total, n = 0.0, 0
@@ -193,7 +230,12 @@ class RecVAE(TorchRecommender):
             users = self._train_users[idx]
             clean = self._row_batch(users)
             batch = self._row_batch(users, dropout) if dropout > 0 else clean
-            loss = net.loss(batch, clean, float(self.gamma), self.beta, part)
+            rows = torch.from_numpy(idx).to(self.device_)
+            post = None if old_post is None else (old_post[0][rows], old_post[1][rows])
+            # the decoder pass follows the refresh of encoder_old and feeds clean rows
+            loss = net.loss(
+                batch, clean, float(self.gamma), self.beta, part, post, old_is_current=part == "decoder"
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -204,9 +246,10 @@ class RecVAE(TorchRecommender):
     def _train_epoch(self, epoch: int) -> float:
         net = self.network_
         assert isinstance(net, _RecVAENet)
+        old_post = self._old_posterior()
         for _ in range(int(self.n_enc_epochs)):
-            self._pass(self.opt_encoder_, float(self.dropout), "encoder")
-        net.encoder_old.load_state_dict(copy.deepcopy(net.encoder.state_dict()))
+            self._pass(self.opt_encoder_, float(self.dropout), "encoder", old_post)
+        net.encoder_old.load_state_dict(net.encoder.state_dict())  # copies the values
         loss = 0.0
         for _ in range(int(self.n_dec_epochs)):
             loss = self._pass(self.opt_decoder_, 0.0, "decoder")

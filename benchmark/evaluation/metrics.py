@@ -19,7 +19,7 @@ names every variant: ``ndcg`` vs ``ndcg_full_idcg`` and ``map`` vs ``map_full``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -31,6 +31,7 @@ from benchmark.errors import UnknownNameError
 __all__ = [
     "METRICS",
     "Metric",
+    "accuracy_at_cutoffs",
     "arhr",
     "auc_from_counts",
     "avg_popularity",
@@ -184,6 +185,57 @@ def ndcg_full_idcg(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarr
     """
     h = _hits(hits, k)
     return _safe_div(_dcg(h), _ideal_dcg(np.asarray(n_relevant)))
+
+
+def accuracy_at_cutoffs(
+    names: Sequence[str], hits: np.ndarray, n_relevant: np.ndarray, cutoffs: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """Every accuracy metric of ``names`` at every cutoff in one pass: ``{"ndcg_at_10": values}``.
+
+    The values are bit-for-bit those of the single-metric functions (:func:`precision`, ...): the hit
+    counts of all cutoffs come from one cumulative sum (exact small integers), and the DCG and the
+    average-precision sums are computed once per cutoff by the same expressions and shared between
+    ``ndcg`` / ``ndcg_full_idcg`` and ``map`` / ``map_full``.
+    """
+    ks = list(cutoffs)
+    h = _hits(hits, max(ks)) if ks else np.asarray(hits, dtype=bool)
+    n_rel = np.asarray(n_relevant)
+    want = set(names)
+    counts = np.cumsum(h, axis=1, dtype=np.int64)
+    first = h.argmax(axis=1)  # the first hit (0 for a row without hits: see has_hit)
+    has_hit = counts[:, -1] > 0 if h.shape[1] else np.zeros(h.shape[0], dtype=bool)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        hk = h[:, :k]
+        c = counts[:, k - 1].astype(np.float64)
+        p, r = c / k, _safe_div(c, n_rel)
+        dcg = _dcg(hk) if want & {"ndcg", "ndcg_full_idcg"} else np.zeros(0)
+        ap = _average_precision_sum(hk) if want & {"map", "map_full"} else np.zeros(0)
+        for name in names:
+            if name == "precision":
+                v = p
+            elif name == "recall":
+                v = r
+            elif name == "hit_rate":
+                v = (c > 0).astype(np.float64)
+            elif name == "f1":
+                v = _safe_div(2.0 * p * r, p + r)
+            elif name == "mrr":
+                v = np.where(has_hit & (first < k), 1.0 / (first + 1.0), 0.0)
+            elif name == "arhr":
+                v = arhr(hk, n_rel, k)
+            elif name == "map":
+                v = _safe_div(ap, np.minimum(n_rel, k))
+            elif name == "map_full":
+                v = _safe_div(ap, n_rel)
+            elif name == "ndcg":
+                v = _safe_div(dcg, _ideal_dcg(np.minimum(n_rel, k)))
+            elif name == "ndcg_full_idcg":
+                v = _safe_div(dcg, _ideal_dcg(n_rel))
+            else:
+                v = np.asarray(get_metric(name).fn(hits, n_rel, k), dtype=np.float64)
+            out[f"{name}_at_{k}"] = v
+    return out
 
 
 def auc_from_counts(

@@ -122,7 +122,7 @@ if numba is not None:
     # nogil instead of numba's parallel=True: rows are split over Python threads (fused_topk), which
     # needs no numba threading layer, so the kernel is safe in threaded and forked processes.
     @numba.njit(cache=True, nogil=True)
-    def _fused(scores, ex_indptr, ex_indices, k, out_vals, out_idx, bad):  # pragma: no cover - compiled
+    def _fused(scores, ex_start, ex_end, ex_indices, k, out_vals, out_idx, bad):  # pragma: no cover
         b, n = scores.shape
         nb = n // BLOCK  # block j holds the items j, j + nb, j + 2 nb, ... (BLOCK of them)
         main = nb * BLOCK  # items main..n-1 (fewer than BLOCK) are checked one by one
@@ -145,7 +145,7 @@ if numba is not None:
             if exp == _EXP:
                 bad[r] = True
                 continue
-            lo, hi = ex_indptr[r], ex_indptr[r + 1]
+            lo, hi = ex_start[r], ex_end[r]
             for p in range(lo, hi):
                 row[ex_indices[p]] = -np.inf
             for p in range(lo, hi):
@@ -196,49 +196,75 @@ if numba is not None:
 if numba is not None:
 
     @numba.njit(cache=True)
-    def _member_rows(indptr, indices, items, out):  # pragma: no cover - compiled
+    def _member_rows(start, end, indices, items, out, seen):  # pragma: no cover - compiled
+        # Mark the row's items in a scratch array, look the top-k items up, unmark: O(k + |row|).
         b, k = items.shape
         for r in range(b):
-            lo, hi = indptr[r], indptr[r + 1]
+            lo, hi = start[r], end[r]
+            for p in range(lo, hi):
+                seen[indices[p]] = True
             for t in range(k):
                 item = items[r, t]
-                a, z = lo, hi
-                while a < z:  # binary search in the row's sorted column indices
-                    mid = (a + z) // 2
-                    if indices[mid] < item:
-                        a = mid + 1
-                    else:
-                        z = mid
-                out[r, t] = item >= 0 and a < hi and indices[a] == item
+                out[r, t] = item >= 0 and seen[item]
+            for p in range(lo, hi):
+                seen[indices[p]] = False
 
 
-def member_rows(matrix: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
-    """``out[r, t]``: whether ``items[r, t]`` is stored in row ``r`` of ``matrix`` (``-1``: False).
+def _row_bounds(indptr: np.ndarray, rows: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets into a CSR matrix's ``indices`` of ``rows`` (default: its first ``n``)."""
+    ptr = np.asarray(indptr, dtype=np.int64)
+    if rows is None:
+        return ptr[:n], ptr[1 : n + 1]
+    r = np.asarray(rows, dtype=np.int64)
+    return ptr[r], ptr[r + 1]
 
-    ``matrix`` must have sorted indices (canonical CSR); numba, a binary search per item.
+
+def _index_array(a: np.ndarray) -> np.ndarray:
+    """CSR column indices as the kernels take them: int32 or int64, contiguous, not copied if already so
+    (numba compiles one version per dtype)."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a, dtype=a.dtype if a.dtype in (np.int32, np.int64) else np.int64)
+
+
+def member_rows(matrix: sp.csr_matrix, items: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``out[r, t]``: whether ``items[r, t]`` is stored in row ``rows[r]`` of ``matrix`` (``-1``: False).
+
+    ``rows`` defaults to ``0..len(items)-1``; passing them avoids slicing ``matrix`` (a copy). Items must
+    be ``< matrix.shape[1]``; numba, one scratch array of ``matrix.shape[1]`` flags.
     """
     if numba is None:  # pragma: no cover
         raise RuntimeError("numba is not installed")
     out = np.empty(items.shape, dtype=np.bool_)
+    start, end = _row_bounds(matrix.indptr, rows, items.shape[0])
     _member_rows(
-        matrix.indptr.astype(np.int64, copy=False),
-        matrix.indices.astype(np.int64, copy=False),
+        start,
+        end,
+        _index_array(matrix.indices),
         np.ascontiguousarray(items, dtype=np.int64),
         out,
+        np.zeros(matrix.shape[1], dtype=np.bool_),
     )
     return out
 
 
 def fused_topk(
-    scores: np.ndarray, ex_indptr: np.ndarray, ex_indices: np.ndarray, k: int, *, threads: int | None = None
+    scores: np.ndarray,
+    ex_indptr: np.ndarray,
+    ex_indices: np.ndarray,
+    k: int,
+    *,
+    threads: int | None = None,
+    ex_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Check finiteness, mask excluded items in place and take the top ``k`` of every row (numba).
 
     Args:
         scores: float32 C-contiguous ``[b, n]``, written in place (``-inf`` at excluded items).
-        ex_indptr: CSR row pointers of the excluded items of the batch (``b + 1``).
+        ex_indptr: CSR row pointers of the excluded items (``b + 1``, or see ``ex_rows``).
         ex_indices: CSR column indices of the excluded items (unique per row).
         k: how many to keep, ``1 <= k <= n``.
+        ex_rows: score row ``r`` excludes CSR row ``ex_rows[r]`` (default ``r``): lets the evaluator pass
+            the whole exclusion matrix instead of slicing (copying) a batch out of it.
         threads: row chunks run in parallel (the kernel releases the GIL); default
             ``torch.get_num_threads()``, so one setting governs scoring and evaluation.
 
@@ -252,12 +278,12 @@ def fused_topk(
     vals = np.empty((b, k), dtype=np.float32)
     idx = np.empty((b, k), dtype=np.int64)
     bad = np.zeros(b, dtype=np.bool_)
-    indptr = np.ascontiguousarray(ex_indptr, dtype=np.int64)
-    indices = np.ascontiguousarray(ex_indices, dtype=np.int64)
+    start, end = _row_bounds(ex_indptr, ex_rows, b)
+    indices = _index_array(ex_indices)
 
     def run(lo: int, hi: int) -> None:
-        # Row slices are views; indptr keeps absolute offsets into indices.
-        _fused(scores[lo:hi], indptr[lo : hi + 1], indices, k, vals[lo:hi], idx[lo:hi], bad[lo:hi])
+        # Row slices are views; start / end are absolute offsets into indices.
+        _fused(scores[lo:hi], start[lo:hi], end[lo:hi], indices, k, vals[lo:hi], idx[lo:hi], bad[lo:hi])
 
     n_threads = max(1, min(torch.get_num_threads() if threads is None else threads, b // 64))
     if n_threads == 1:

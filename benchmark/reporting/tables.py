@@ -444,7 +444,9 @@ def _build_table(
         ref = None
     else:
         ref = _significance(rows, main_key, test, notes)
-    parity = {p: sorted({r.params.get(p, "") for r in runs}) for p in PARITY_PARAMS}
+    # models with nothing to tune (an empty search space: TopPop, Random) run one trial by design
+    tuned = [r for r in runs if r.params.get(S.PARAM_SEARCH_SPACE, "{}") not in ("{}", "")]
+    parity = {p: sorted({r.params.get(p, "") for r in tuned}) for p in PARITY_PARAMS}
     for p, vals in parity.items():
         if len(vals) > 1:
             notes.append(f"tuning parity: {p} differs between models ({vals})")

@@ -121,7 +121,7 @@ def load_split(cfg: Config) -> tuple[Split, str, str, dict[str, Any] | None]:
     if split_cfg.splitter == PUBLISHED:  # the published files define the data
         split = make_split(None, split_cfg, dataset=cfg.dataset.name, seed=cfg.seed)
         fp = str(split.params.get("data_fingerprint", split.fingerprint))
-        return split, fp, f"published:{split_cfg.published}", None
+        return split, fp, f"published:{split_cfg.published}", _published_datasheet(cfg, split)
 
     from benchmark.data.loading import load_dataset
     from benchmark.data.preprocess import PreprocessConfig
@@ -139,6 +139,25 @@ def load_split(cfg: Config) -> tuple[Split, str, str, dict[str, Any] | None]:
     source = loaded.source
     described = json.dumps(source.to_dict(), default=str) if hasattr(source, "to_dict") else str(source)
     return split, str(loaded.fingerprint), described, sheet
+
+
+def _published_datasheet(cfg: Config, split: Split) -> dict[str, Any] | None:
+    """Datasheet of the data a published split defines (all of its parts together)."""
+    from benchmark.data.datasets import get_dataset_info
+    from benchmark.data.datasheet import datasheet
+    from benchmark.data.loading import LoadedDataset, Source
+    from benchmark.errors import UnknownNameError
+
+    try:
+        info = get_dataset_info(cfg.dataset.name)
+    except UnknownNameError:
+        return None
+    data = split.train_full.union(split.test, name=f"{cfg.dataset.name} ({cfg.split.name})")
+    source = Source(
+        variant=f"published:{cfg.split.published}",
+        notes="the published split files define the data: train + validation + test",
+    )
+    return datasheet(LoadedDataset(cfg.dataset.name, data, [], info, source))
 
 
 def prepare_cell(cfg: Config) -> PreparedCell:
