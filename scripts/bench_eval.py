@@ -19,12 +19,13 @@ import time
 
 import numpy as np
 import psutil
+import scipy.sparse as sp
 import torch
 from threadpoolctl import threadpool_limits
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.evaluation import Evaluator
-from benchmark.evaluation.topk import HAVE_NUMBA, fused_topk
+from benchmark.evaluation.topk import HAVE_NUMBA, fused_topk, member_rows
 from benchmark.models import batched
 
 ACCURACY = [
@@ -137,8 +138,10 @@ def run(args: argparse.Namespace) -> None:
     )
     # Warm-up, not timed: numba compiles the kernel on first use (or loads it from its cache).
     start = time.perf_counter()
-    if HAVE_NUMBA:
-        fused_topk(np.zeros((2, args.items), np.float32), np.zeros(3, np.int64), np.zeros(0, np.int64), 2)
+    if HAVE_NUMBA:  # int32 column indices, as in the evaluator's CSR matrices (one build per dtype)
+        ptr, ind = np.zeros(3, np.int64), np.zeros(0, np.int32)
+        fused_topk(np.zeros((2, args.items), np.float32), ptr, ind, 2)
+        member_rows(sp.csr_matrix(np.zeros((2, args.items), np.float32)), np.zeros((2, 2), np.int64))
     model.score(ev.users[: args.batch_size])
     print(f"warm-up (numba compile or cache load, first product): {time.perf_counter() - start:.1f}s")
     rss_before = rss_mb()
