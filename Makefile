@@ -4,10 +4,11 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.reprorec-installed
-PYTEST_ARGS ?=
+# `make test` leaves out the minutes-long `slow` tests (neural models trained on ml-100k): `make test-slow`.
+PYTEST_ARGS ?= -m "not slow"
 EXPERIMENT ?= default
 
-.PHONY: venv benchmark test lint typecheck clean
+.PHONY: venv benchmark test test-slow lint typecheck clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -25,6 +26,9 @@ benchmark: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow
 
 lint: venv
 	$(BIN)/ruff check benchmark baselines neural tests scripts
