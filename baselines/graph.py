@@ -8,9 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize as sk_normalize
 
-from baselines.similarity import binarize, blocked_topk, topk_per_column
+from baselines.similarity import ItemSimilarityRecommender, binarize, blocked_topk, topk_per_column
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param, Recommender
+from benchmark.models import Param
 
 
 def random_walk_similarity(
@@ -80,7 +80,7 @@ _GRAPH_PARAMS: dict[str, Param] = {
 }
 
 
-class P3alpha(Recommender):
+class P3alpha(ItemSimilarityRecommender):
     """P3alpha: three-step random walk from the user, with transition probabilities raised to alpha.
 
     Cooper, Lee, Radecki & Kifer, "Random walks in recommender systems: exact computation and
@@ -122,13 +122,8 @@ class P3alpha(Recommender):
         self.n_items_ = train.n_items
         return self
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        self._check_fitted("similarity_")
-        users = np.asarray(users, dtype=np.int64)
-        return np.asarray((self.profiles_[users] @ self.similarity_).toarray(), dtype=np.float32)
 
-
-class RP3beta(Recommender):
+class RP3beta(ItemSimilarityRecommender):
     """RP3beta: P3alpha with the walk's end item re-ranked by its popularity to the power -beta.
 
     Paudel, Christoffel, Newell & Bernstein, "Updatable, accurate, diverse, and scalable
@@ -177,8 +172,3 @@ class RP3beta(Recommender):
         self.profiles_ = sp.csr_matrix(train.matrix, dtype=np.float32)
         self.n_items_ = train.n_items
         return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        self._check_fitted("similarity_")
-        users = np.asarray(users, dtype=np.int64)
-        return np.asarray((self.profiles_[users] @ self.similarity_).toarray(), dtype=np.float32)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from baselines.similarity import (
     FEATURE_WEIGHTINGS,
     SIMILARITIES,
+    ItemSimilarityRecommender,
     centre_rows,
     topk_similarity,
     weight_features,
@@ -70,7 +71,7 @@ def _similarity(model: Recommender, matrix: sp.csr_matrix) -> sp.csr_matrix:
     )
 
 
-class ItemKNN(Recommender):
+class ItemKNN(ItemSimilarityRecommender):
     """Item-based k-nearest-neighbours collaborative filtering.
 
     Sarwar, Karypis, Konstan & Riedl, "Item-based collaborative filtering recommendation
@@ -136,11 +137,6 @@ class ItemKNN(Recommender):
         self.profiles_ = profiles
         self.n_items_ = train.n_items
         return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        self._check_fitted("similarity_")
-        users = np.asarray(users, dtype=np.int64)
-        return np.asarray((self.profiles_[users] @ self.similarity_).toarray(), dtype=np.float32)
 
 
 class UserKNN(Recommender):

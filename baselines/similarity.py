@@ -24,6 +24,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from benchmark.models import Recommender
+
 #: Similarity names accepted by :func:`topk_similarity`.
 SIMILARITIES = ("cosine", "adjusted", "asymmetric", "jaccard", "dice", "tversky")
 #: Similarities computed on the binary pattern (set overlaps), as in Dacrema et al.
@@ -374,3 +376,19 @@ def topk_similarity(
         )
 
     return blocked_topk(block, n, n, int(top_k), transform=transform, block_size=step)
+
+
+class ItemSimilarityRecommender(Recommender):
+    """Base of the item-item models (ItemKNN, P3alpha, RP3beta): scores are ``X[users] @ W``.
+
+    Subclasses fit ``profiles_`` (users x items, the weighted interactions) and ``similarity_``
+    (items x items, column ``j`` holding the neighbours that vote for item ``j``).
+    """
+
+    profiles_: sp.csr_matrix
+    similarity_: sp.csr_matrix
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        self._check_fitted("similarity_")
+        users = np.asarray(users, dtype=np.int64)
+        return np.asarray((self.profiles_[users] @ self.similarity_).toarray(), dtype=np.float32)
