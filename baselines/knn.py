@@ -71,7 +71,35 @@ def _similarity(model: Recommender, matrix: sp.csr_matrix) -> sp.csr_matrix:
     )
 
 
-class ItemKNN(ItemSimilarityRecommender):
+class _Neighbourhood(Recommender):
+    """Hyperparameters shared by ItemKNN and UserKNN (documented on each class)."""
+
+    param_specs: ClassVar[dict[str, Param]] = _KNN_PARAMS
+
+    def __init__(
+        self,
+        top_k: int = 100,
+        shrink: float = 10,
+        similarity: str = "cosine",
+        normalize: bool = True,
+        feature_weighting: str = "none",
+        asymmetric_alpha: float = 0.5,
+        tversky_alpha: float = 1.0,
+        tversky_beta: float = 1.0,
+        block_size: int | None = None,
+    ) -> None:
+        self.top_k = top_k
+        self.shrink = shrink
+        self.similarity = similarity
+        self.normalize = normalize
+        self.feature_weighting = feature_weighting
+        self.asymmetric_alpha = asymmetric_alpha
+        self.tversky_alpha = tversky_alpha
+        self.tversky_beta = tversky_beta
+        self.block_size = block_size
+
+
+class ItemKNN(_Neighbourhood, ItemSimilarityRecommender):
     """Item-based k-nearest-neighbours collaborative filtering.
 
     Sarwar, Karypis, Konstan & Riedl, "Item-based collaborative filtering recommendation
@@ -105,30 +133,6 @@ class ItemKNN(ItemSimilarityRecommender):
             memory and speed, never the result.
     """
 
-    param_specs: ClassVar[dict[str, Param]] = _KNN_PARAMS
-
-    def __init__(
-        self,
-        top_k: int = 100,
-        shrink: float = 10,
-        similarity: str = "cosine",
-        normalize: bool = True,
-        feature_weighting: str = "none",
-        asymmetric_alpha: float = 0.5,
-        tversky_alpha: float = 1.0,
-        tversky_beta: float = 1.0,
-        block_size: int | None = None,
-    ) -> None:
-        self.top_k = top_k
-        self.shrink = shrink
-        self.similarity = similarity
-        self.normalize = normalize
-        self.feature_weighting = feature_weighting
-        self.asymmetric_alpha = asymmetric_alpha
-        self.tversky_alpha = tversky_alpha
-        self.tversky_beta = tversky_beta
-        self.block_size = block_size
-
     def fit(self, train: InteractionMatrix) -> ItemKNN:
         self.validate_params()
         sim_input, profiles = _similarity_inputs(self, train)
@@ -139,7 +143,7 @@ class ItemKNN(ItemSimilarityRecommender):
         return self
 
 
-class UserKNN(Recommender):
+class UserKNN(_Neighbourhood):
     """User-based k-nearest-neighbours collaborative filtering.
 
     Herlocker, Konstan, Borchers & Riedl, "An algorithmic framework for performing collaborative
@@ -170,30 +174,6 @@ class UserKNN(Recommender):
         tversky_beta: Tversky weight of the neighbour's own items (>= 0).
         block_size: users per similarity block; ``None`` sizes blocks to about 64 MiB.
     """
-
-    param_specs: ClassVar[dict[str, Param]] = _KNN_PARAMS
-
-    def __init__(
-        self,
-        top_k: int = 100,
-        shrink: float = 10,
-        similarity: str = "cosine",
-        normalize: bool = True,
-        feature_weighting: str = "none",
-        asymmetric_alpha: float = 0.5,
-        tversky_alpha: float = 1.0,
-        tversky_beta: float = 1.0,
-        block_size: int | None = None,
-    ) -> None:
-        self.top_k = top_k
-        self.shrink = shrink
-        self.similarity = similarity
-        self.normalize = normalize
-        self.feature_weighting = feature_weighting
-        self.asymmetric_alpha = asymmetric_alpha
-        self.tversky_alpha = tversky_alpha
-        self.tversky_beta = tversky_beta
-        self.block_size = block_size
 
     def fit(self, train: InteractionMatrix) -> UserKNN:
         self.validate_params()
