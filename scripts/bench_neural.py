@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import os
 import subprocess
@@ -57,10 +58,11 @@ import torch
 
 from baselines.mf import BPR
 from benchmark.data.interactions import InteractionMatrix
+from benchmark.data.synthetic import power_law_matrix
 from benchmark.evaluation import Evaluator
 from benchmark.models import IterativeRecommender
 from benchmark.registry import get_model_spec
-from benchmark.seeds import derive_rng
+from benchmark.seeds import derive_rng, derive_seed
 from benchmark.splits.published import read_published
 from neural.base import TorchRecommender
 
@@ -115,6 +117,9 @@ PAIRS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 RECBOLE_COMMON = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}}
 
+#: Synthetic stand-ins: (users, items, interactions) of ml-100k and ml-1m.
+SYNTHETIC = {"synthetic-ml-100k": (943, 1682, 100_000), "synthetic-ml-1m": (6040, 3706, 1_000_209)}
+
 MODELS = ["neumf", "gmf", "mlp", "multvae", "multdae", "recvae", "lightgcn", "spectralcf"]
 
 
@@ -134,7 +139,14 @@ def load(name: str, mirror: Path) -> tuple[InteractionMatrix, InteractionMatrix]
         full = InteractionMatrix.from_frame(frame, name="ml-1m")
         test_mask = derive_rng("bench_neural", "ml-1m").random(full.nnz) < 0.2
         return full.select(~test_mask, name="ml-1m/train"), full.select(test_mask, name="ml-1m/test")
-    raise SystemExit(f"unknown dataset {name!r}; use ml-100k or ml-1m")
+    if name in SYNTHETIC:
+        # the shape and interaction count of the real dataset, power-law marginals; for machines
+        # without the mirror (a lent GPU machine): epoch times depend on shapes and counts
+        n_users, n_items, nnz = SYNTHETIC[name]
+        full = power_law_matrix(n_users, n_items, nnz, seed=derive_seed("bench_neural", name), name=name)
+        test_mask = derive_rng("bench_neural", name, "test").random(full.nnz) < 0.2
+        return full.select(~test_mask, name=f"{name}/train"), full.select(test_mask, name=f"{name}/test")
+    raise SystemExit(f"unknown dataset {name!r}; use ml-100k, ml-1m or {', '.join(SYNTHETIC)}")
 
 
 def bench(
@@ -274,6 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settings", nargs="+", default=["recbole", "paper"], choices=["recbole", "paper"])
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed per model (mean reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--devices", nargs="+", default=["cpu"], help="torch devices to time in turn (cpu, cuda, auto)"
+    )
     parser.add_argument("--mirror", default=os.environ.get("REPROREC_MIRROR", "../shared/datasets"))
     parser.add_argument("--recbole-python", help="python of a virtual environment with RecBole 1.2.1")
     parser.add_argument("--recbole-script", help="the peer script recbole_ml100k.py (run, never imported)")
@@ -293,9 +308,10 @@ def main(argv: list[str] | None = None) -> None:
         compare_recbole(args, train, test)
         return
     threads = args.threads or torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, cpu; load average {os.getloadavg()}")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    print(f"torch {torch.__version__}, {threads} CPU threads, {gpu}; load average {os.getloadavg()}")
     header = (
-        f"{'dataset':8} {'model':10} {'setting':8} {'setup_s':>8} {'epoch_s':>8} {'eval_s':>7} "
+        f"{'dataset':17} {'device':6} {'model':10} {'setting':8} {'setup_s':>8} {'epoch_s':>8} {'eval_s':>7} "
         f"{'ndcg@10':>8} {'recbole_epoch_s':>15} {'epoch_x':>7} {'recbole_eval_s':>14} {'eval_x':>6}"
     )
     for dataset in args.datasets:
@@ -306,9 +322,9 @@ def main(argv: list[str] | None = None) -> None:
         print(header)
         for name in args.models:
             spec = get_model_spec(name)
-            for setting in args.settings:
+            for device, setting in itertools.product(args.devices, args.settings):
                 over = RECBOLE_SETTINGS.get(name, {}) if setting == "recbole" else {}
-                model = spec.build(**{**over, "device": "cpu", "num_threads": threads})
+                model = spec.build(**{**over, "device": device, "num_threads": threads})
                 assert isinstance(model, TorchRecommender)
                 setup, epoch_s, eval_s, ndcg = bench(model, train, test, args.epochs)
                 ref_epoch, ref_eval = RECBOLE.get(name, (None, None))
@@ -316,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
                 rx = f"{ref_epoch / epoch_s:7.1f}" if comparable and ref_epoch else f"{'-':>7}"
                 ex = f"{ref_eval / eval_s:6.1f}" if comparable and ref_eval else f"{'-':>6}"
                 print(
-                    f"{dataset:8} {name:10} {setting:8} {setup:8.2f} {epoch_s:8.3f} {eval_s:7.3f} "
+                    f"{dataset:17} {device:6} {name:10} {setting:8} {setup:8.2f} {epoch_s:8.3f} "
+                    f"{eval_s:7.3f} "
                     f"{ndcg:8.4f} {ref_epoch if comparable and ref_epoch else '-':>15} {rx} "
                     f"{ref_eval if comparable and ref_eval else '-':>14} {ex}",
                     flush=True,

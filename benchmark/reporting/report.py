@@ -42,6 +42,7 @@ from benchmark.reporting.tables import (
     Leaderboard,
     Refusal,
     build_leaderboards,
+    resolve_columns,
 )
 from benchmark.tracking import schema as S
 
@@ -320,7 +321,7 @@ def generate_report(
             "no table could be built: every group of runs was refused\n"
             + "\n".join(r.message() for r in refused)
         )
-    if all(not t.columns for t in tables):
+    if not resolve_columns(coll.cells, metrics, cutoffs)[0]:  # the main metric alone is no table
         raise ReportInputError(
             f"none of the requested metrics {list(metrics)} at cutoffs {list(cutoffs)} "
             "was logged by any run; "

@@ -405,6 +405,12 @@ def _build_table(
     n_resamples: int,
 ) -> Leaderboard:
     columns, missing = resolve_columns(runs, metrics, cutoffs)
+    if "_at_" in main_metric and not any(c.key == main_metric for c in columns):
+        # the tuned metric (e.g. Recall@50) may lie outside the paper's columns (@20..100 step 20):
+        # show it first when logged, since the significance tests are run on it
+        name, _, k = main_metric.rpartition("_at_")
+        if k.isdigit():
+            columns = resolve_columns(runs, [name], [int(k)])[0] + columns
     by_model: dict[str, list[CellRun]] = defaultdict(list)
     for r in runs:
         by_model[r.model].append(r)

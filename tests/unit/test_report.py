@@ -353,3 +353,23 @@ def test_different_tie_rules_on_the_same_split_are_refused(tmp_path):
     uri = _store(tmp_path, cells)
     with pytest.raises(ReportInputError, match=r"evaluation settings differ \(evaluation.tie_rule\)"):
         generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,))
+
+
+def test_main_metric_outside_the_requested_columns_is_shown_and_tested(planted_store, tmp_path):
+    # a paper's table (Recall@10 here) need not contain the tuned metric (NDCG@10): the report adds
+    # it as the first column and runs the significance tests on it, not on a table column
+    uri, pu = planted_store
+    generate_report(
+        uri,
+        out_dir=tmp_path / "r",
+        metrics=("recall",),
+        cutoffs=(10,),
+        main_metric="ndcg_at_10",
+        n_resamples=99,
+    )
+    table = json.loads((tmp_path / "r" / "report.json").read_text())["tables"][0]
+    assert [c["key"] for c in table["columns"]] == ["ndcg_at_10", "recall_at_10"]
+    assert table["reference_model"] == "ease"
+    raw = float(stats.wilcoxon(pu["itemknn"]["ndcg_at_10"], pu["ease"]["ndcg_at_10"]).pvalue)
+    assert _row({"tables": [table]}, "itemknn")["p_value"] == pytest.approx(raw)
+    assert not any("was not logged" in n for n in table["notes"])
