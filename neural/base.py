@@ -86,14 +86,19 @@ def resolve_threads(num_threads: int | None) -> int:
 
 
 def csr_to_torch(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:
-    """A scipy CSR matrix as a torch sparse CSR float32 tensor."""
+    """A scipy CSR matrix as a torch sparse CSR float32 tensor.
+
+    Indices are int32 when they fit: the sparse x dense kernel (MKL on CPU) works on 32-bit
+    indices and would otherwise convert the int64 ones on every product.
+    """
     m = sp.csr_matrix(matrix, dtype=np.float32)
+    itype = np.int32 if max(m.nnz, *m.shape) < 2**31 - 1 else np.int64
     with warnings.catch_warnings():
         # torch flags CSR tensors as beta on every construction; only sparse x dense is used here
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
-            torch.from_numpy(m.indptr.astype(np.int64)),
-            torch.from_numpy(m.indices.astype(np.int64)),
+            torch.from_numpy(m.indptr.astype(itype)),
+            torch.from_numpy(m.indices.astype(itype)),
             torch.from_numpy(m.data.astype(np.float32)),
             size=m.shape,
             device=device,
@@ -221,18 +226,82 @@ class _SparseDenseMM(torch.autograd.Function):
         return None, None, ctx.x_t @ grad
 
 
-def sparse_linear(batch: RowBatch, layer: torch.nn.Linear) -> torch.Tensor:
+def sparse_linear(batch: RowBatch, layer: torch.nn.Linear | SparseInputLinear) -> torch.Tensor:
     """``layer`` applied to the sparse rows of ``batch`` (dense output [batch, out_features])."""
+    if isinstance(layer, SparseInputLinear):
+        return layer(batch)
     out = _SparseDenseMM.apply(batch.x, batch.x_t, layer.weight.t().contiguous())
     assert isinstance(out, torch.Tensor)
     return out + layer.bias if layer.bias is not None else out
 
 
+class SparseInputLinear(torch.nn.Module):
+    """The input layer of the autoencoders: ``x @ weight + bias`` with ``weight`` [in, out].
+
+    The same map as :class:`torch.nn.Linear` but with the weight stored transposed, so that neither
+    the sparse product ``x @ weight`` nor its weight gradient ``x^T @ grad`` needs a transposed copy
+    of the ``[n_items, hidden]`` matrix (three of them per training step otherwise). Its input is a
+    :class:`RowBatch` (sparse rows) or a dense ``[batch, in_features]`` tensor.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = torch.nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = torch.nn.Parameter(torch.empty(out_features))
+
+    @classmethod
+    def from_linear(cls, layer: torch.nn.Linear) -> SparseInputLinear:
+        """The same map as ``layer`` (its initialised values, transposed)."""
+        new = cls(layer.in_features, layer.out_features)
+        with torch.no_grad():
+            new.weight.copy_(layer.weight.t())
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+            else:
+                new.bias.zero_()
+        return new.to(layer.weight.device)
+
+    def forward(self, x: RowBatch | torch.Tensor) -> torch.Tensor:
+        if isinstance(x, RowBatch):
+            out = _SparseDenseMM.apply(x.x, x.x_t, self.weight)
+            assert isinstance(out, torch.Tensor)
+            return out + self.bias
+        return torch.addmm(self.bias, x, self.weight)
+
+
+class _MultinomialLogLikelihood(torch.autograd.Function):
+    """Per-row ``sum_i x_ui log softmax(l_u)_i = sum_{i in u} l_ui - n_u logsumexp(l_u)``, binary ``x``.
+
+    Fused because the generic graph (``log_softmax``, a gather at the interactions, its backward
+    scattering into a zeroed ``[batch, n_items]`` tensor, then the softmax backward) makes four
+    passes over the dense logits; here the backward is one: ``d/dl_ui = g_u (x_ui - n_u p_ui)``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, counts: torch.Tensor
+    ) -> torch.Tensor:
+        lse = torch.logsumexp(logits, dim=1)
+        picked = torch.zeros(len(counts), device=logits.device, dtype=logits.dtype)
+        picked.index_add_(0, rows, logits[rows, cols])
+        ctx.save_for_backward(logits, lse, rows, cols, counts)
+        return picked - counts.to(logits.dtype) * lse
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        logits, lse, rows, cols, counts = ctx.saved_tensors
+        out = torch.sub(logits, lse[:, None]).exp_().mul_((-grad * counts.to(grad.dtype))[:, None])
+        # (row, col) pairs are unique (CSR): a plain put, no accumulation needed
+        out.index_put_((rows, cols), out[rows, cols] + grad[rows])
+        return out, None, None, None
+
+
 def multinomial_log_likelihood(logits: torch.Tensor, batch: RowBatch) -> torch.Tensor:
     """Per-row ``sum_i x_ui log softmax(logits_u)_i`` for binary rows, gathered at the interactions."""
-    log_p = torch.log_softmax(logits, dim=1)
-    picked = log_p[batch.rows, batch.cols]
-    return torch.zeros(batch.size, device=logits.device, dtype=logits.dtype).index_add_(0, batch.rows, picked)
+    out = _MultinomialLogLikelihood.apply(logits, batch.rows, batch.cols, batch.counts)
+    assert isinstance(out, torch.Tensor)
+    return out
 
 
 def memory_available(device: torch.device) -> int:

@@ -18,12 +18,12 @@ from benchmark.models import Param
 from neural.base import (
     COMMON_PARAMS,
     RowBatch,
+    SparseInputLinear,
     TorchRecommender,
     adam,
     multinomial_log_likelihood,
     param_bytes,
     parse_layers,
-    sparse_linear,
 )
 
 
@@ -55,13 +55,15 @@ class _AutoEncoder(nn.Module):
             # the reference code: Xavier weights, biases ~ N(0, 0.001)
             nn.init.xavier_uniform_(layer.weight)
             nn.init.normal_(layer.bias, std=0.001)
+        first = self.encoder[0]
+        assert isinstance(first, nn.Linear)
+        self.encoder[0] = SparseInputLinear.from_linear(first)  # its input is a sparse RowBatch
 
     def forward(self, batch: RowBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Logits (and the posterior's mean and log-variance) of normalised, dropped-out rows."""
         h = torch.empty(0)
         for k, layer in enumerate(self.encoder):
-            assert isinstance(layer, nn.Linear)
-            h = sparse_linear(batch, layer) if k == 0 else layer(h)
+            h = layer(batch) if k == 0 else layer(h)
             if k < len(self.encoder) - 1:
                 h = torch.tanh(h)
         mu = logvar = None

@@ -472,7 +472,7 @@ class Evaluator:
         """
         K = self.max_k
         kk = vals.shape[1]
-        idx = idx.astype(np.int64)
+        idx = idx.astype(np.int64, copy=False)  # the fused kernel already returns int64
         # Any sort will do: rows without equal scores have one order, and rows with equal scores are
         # re-sorted by their (unique) tie keys below. The default (SIMD quicksort) is ~5x a stable one.
         order = np.argsort(-vals, axis=1)

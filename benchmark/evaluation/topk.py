@@ -5,16 +5,23 @@ order of :func:`fused_topk`'s output, are unspecified: the evaluator sorts and a
 afterwards):
 
 * :func:`fused_topk` (numba, used when numba is importable): per row (while it sits in cache), one
-  pass checks finiteness and computes block maxima, the excluded items are set to ``-inf`` and their
-  blocks recomputed, and only the items of the blocks that can hold a top-k score are selected from.
-  The score matrix is read from memory about once. Blocks are strided (block ``j`` holds items
-  ``j, j + nb, j + 2 nb, ...``) so that the pass runs over contiguous memory and vectorises.
+  pass computes the maxima and sums of blocks of 8 scores (a finite sum proves its scores finite),
+  the excluded items are set to ``-inf``, and only the items of the blocks that can hold a top-k
+  score are selected from. The score matrix is read from memory about once. Blocks are strided
+  (block ``j`` holds items ``j, j + nb, ..., j + 7 nb``) so that the pass runs over eight contiguous
+  runs and vectorises (a float max and an add per score); super-blocks of 8 blocks (strided the same
+  way) give the threshold from a few hundred maxima, and the search for the candidates is
+  branch-free (on this hot path mispredicted branches cost more than the arithmetic).
 * :func:`topk_desc` (numpy / torch): the same two-stage idea with array operations, after the
   evaluator's separate finiteness check and masking.
 
 Why two stages are exact: with ``k`` blocks whose maxima are ``>= t``, there are ``k`` items scored
 ``>= t``, so the ``k``-th largest score is ``>= t`` and no item of a block whose maximum is ``< t``
-can be in the top ``k``.
+can be in the top ``k``. Any ``t`` with ``k`` such blocks will do (the fused kernel takes the lower
+edge of a histogram bucket, not the exact ``k``-th largest maximum). The fused kernel takes ``t``
+from super-blocks without excluded items only (their maxima are exact after masking); a block that
+lost an item keeps its old maximum, an upper bound, so it is searched whenever it might hold a
+score ``>= t``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ try:  # numba ships with the test dependencies (ranx); without it the numpy path
 except ImportError:  # pragma: no cover - exercised only in environments without numba
     numba = None
 
-BLOCK = 32
+BLOCK = 32  # items per block of topk_desc (contiguous)
+FUSED_BLOCK = 8  # items per block of the fused kernel (strided; its pass is written for eight runs)
+FUSED_GROUP = 8  # blocks per super-block of the fused kernel (strided)
 
 
 def topk_desc(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,130 +69,231 @@ def topk_desc(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 if numba is not None:
-    _INT_MIN = np.int32(-(2**31))
-    _EXP = np.int32(0x7F800000)
     _LOW = np.int32(0x7FFFFFFF)
+    _NEG_INF = np.float32(-np.inf)
 
     @numba.njit(cache=True, inline="always")
-    def _key(bits: np.int32) -> np.int32:  # pragma: no cover - compiled
-        # Order-preserving map of float32 bit patterns to int32 (an integer max vectorises without
-        # fastmath, a float max does not). The order agrees with float order except that -0.0 sorts
-        # just below +0.0, which only breaks a tie between equal values.
+    def _key(x):  # pragma: no cover - compiled
+        # Order-preserving map of a float32 to int32 (for the integer histogram selection). Adding
+        # +0.0 turns -0.0 into +0.0, so equal floats get equal keys.
+        bits = np.float32(x + np.float32(0.0)).view(np.int32)
         return bits ^ ((bits >> 31) & _LOW)
 
     @numba.njit(cache=True, inline="always")
-    def _block_max(bits, j, nb):  # pragma: no cover - compiled
-        m = _INT_MIN
-        for s in range(BLOCK):
-            m = max(m, _key(bits[s * nb + j]))
-        return m
+    def _unkey(key):  # pragma: no cover - compiled
+        # The inverse of _key (the bit map is an involution).
+        return np.int32(key ^ ((key >> 31) & _LOW)).view(np.float32)
 
     @numba.njit(cache=True)
-    def _kth_largest(a, k):  # pragma: no cover - compiled
+    def _kth_largest(a, k, hist, buf):  # pragma: no cover - compiled
         # The k-th largest value of `a` (int32, 1 <= k <= a.size) by histogram selection: values are
         # binned into 256 buckets between their min and max and the bucket holding the k-th largest
         # is binned again. A few passes over a few hundred values, without the unpredictable
-        # branches of a heap or quickselect.
+        # branches of a heap or quickselect. Scratch: `hist` (256 int64), `buf` (>= a.size int32).
         vals = a
+        m = a.size
         while True:
-            if vals.size <= 16:  # finish with a partial selection sort
-                v = vals.copy()
+            if m <= 16:  # finish with a partial selection sort (in buf)
+                v = buf[:m]
+                if m == a.size:  # still the input (every later round keeps fewer values)
+                    v[:] = a
                 for t in range(k):
                     best = t
-                    for q in range(t + 1, v.size):
+                    for q in range(t + 1, m):
                         if v[q] > v[best]:
                             best = q
                     v[t], v[best] = v[best], v[t]
                 return v[k - 1]
-            mx = np.int64(vals.max())
-            span = mx - np.int64(vals.min())
+            mx = np.int64(vals[:m].max())
+            span = mx - np.int64(vals[:m].min())
             if span == 0:
                 return vals[0]
             shift = 0
             while (span >> shift) >= 256:
                 shift += 1
-            hist = np.zeros(256, np.int64)
-            for q in range(vals.size):
+            hist[:] = 0
+            for q in range(m):
                 hist[(mx - vals[q]) >> shift] += 1
             above = 0
             sel = 0
             while above + hist[sel] < k:
                 above += hist[sel]
                 sel += 1
-            sub = np.empty(hist[sel], np.int32)
-            c = 0
-            for q in range(vals.size):
-                if (mx - vals[q]) >> shift == sel:
-                    sub[c] = vals[q]
-                    c += 1
-            vals = sub
+            c = 0  # keep the bucket's values, compacted into buf (c <= q: safe in place)
+            for q in range(m):
+                x = vals[q]
+                buf[c] = x
+                c += (mx - x) >> shift == sel
+            vals = buf
+            m = c
             k -= above
+
+    @numba.njit(cache=True, inline="always")
+    def _kth_bound(vals, k, hist):  # pragma: no cover - compiled
+        # A key t with at least k of `vals` (int32 keys, k <= vals.size) >= t, close below their k-th
+        # largest: one round of _kth_largest's histogram, returning the lower edge of the bucket that
+        # holds the k-th largest (no refinement, no allocation).
+        mx = np.int64(vals.max())
+        mn = np.int64(vals.min())
+        shift = 0
+        while ((mx - mn) >> shift) >= 256:
+            shift += 1
+        hist[:] = 0
+        for q in range(vals.size):
+            hist[(mx - vals[q]) >> shift] += 1
+        above = 0
+        sel = 0
+        while above + hist[sel] < k:
+            above += hist[sel]
+            sel += 1
+        return np.int32(max(mx - ((sel + 1) << shift) + 1, mn))
 
     # nogil instead of numba's parallel=True: rows are split over Python threads (fused_topk), which
     # needs no numba threading layer, so the kernel is safe in threaded and forked processes.
     @numba.njit(cache=True, nogil=True)
     def _fused(scores, ex_start, ex_end, ex_indices, k, out_vals, out_idx, bad):  # pragma: no cover
         b, n = scores.shape
-        nb = n // BLOCK  # block j holds the items j, j + nb, j + 2 nb, ... (BLOCK of them)
-        main = nb * BLOCK  # items main..n-1 (fewer than BLOCK) are checked one by one
+        nb = n // FUSED_BLOCK  # block j: items j + s * nb for s < FUSED_BLOCK
+        main = nb * FUSED_BLOCK  # items main..n-1 (the tail) are always searched
+        ng = nb // FUSED_GROUP  # super-block g: blocks g + h * ng for h < FUSED_GROUP
+        mainb = ng * FUSED_GROUP  # blocks mainb..nb-1 are in no super-block: always searched
+        # Scratch, allocated once per call.
+        bmax = np.empty(nb, np.float32)
+        bsum = np.empty(nb, np.float32)
+        smax = np.empty(ng, np.float32)
+        keys = np.empty(nb + 1, np.int32)
+        hist = np.empty(256, np.int64)
+        b_touched = np.zeros(nb, np.bool_)
+        s_touched = np.zeros(ng, np.bool_)
+        touched = np.empty(nb + 1, np.int64)
+        glist = np.empty(ng + 1, np.int64)
+        blist = np.empty(nb + 1, np.int64)
+        ckey = np.empty(n + 1, np.int32)
+        cidx = np.empty(n + 1, np.int64)
+        kbuf = np.empty(n + 1, np.int32)
+        inf = np.float32(np.inf)
         for r in range(b):
             row = scores[r]
-            bits = row.view(np.int32)
-            # One pass, contiguous inner loops (they vectorise): block maxima and the largest
-            # exponent field per block (all ones <=> NaN or inf).
-            bkey = np.full(nb, _INT_MIN, np.int32)
-            bexp = np.zeros(nb, np.int32)
-            for s in range(BLOCK):
-                base = s * nb
-                for j in range(nb):
-                    x = bits[base + j]
-                    bexp[j] = max(bexp[j], x & _EXP)
-                    bkey[j] = max(bkey[j], _key(x))
-            exp = bexp.max() if nb else np.int32(0)
+            # The one pass over the row (as the model wrote it): eight contiguous runs at a time, a
+            # float max and an add per score (vectorised): block maxima and block sums.
+            r0, r1 = row[0 * nb : 1 * nb], row[1 * nb : 2 * nb]
+            r2, r3 = row[2 * nb : 3 * nb], row[3 * nb : 4 * nb]
+            r4, r5 = row[4 * nb : 5 * nb], row[5 * nb : 6 * nb]
+            r6, r7 = row[6 * nb : 7 * nb], row[7 * nb : 8 * nb]
+            for j in range(nb):
+                x0, x1, x2, x3 = r0[j], r1[j], r2[j], r3[j]
+                x4, x5, x6, x7 = r4[j], r5[j], r6[j], r7[j]
+                a = x0 if x0 > x1 else x1
+                c = x2 if x2 > x3 else x3
+                d = x4 if x4 > x5 else x5
+                e = x6 if x6 > x7 else x7
+                a = a if a > c else c
+                d = d if d > e else e
+                bmax[j] = a if a > d else d
+                bsum[j] = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7))
+            # Super-block maxima (and sums, folded into bsum[:ng]).
+            smax[:] = bmax[:ng]
+            for h in range(1, FUSED_GROUP):
+                base = h * ng
+                for g in range(ng):
+                    m = bmax[base + g]
+                    smax[g] = m if m > smax[g] else smax[g]
+                    bsum[g] += bsum[base + g]
+            # Every score is finite if every sum is (NaN and inf propagate); a non-finite sum may
+            # also be an overflow, so then the scores decide.
+            n_bad = 0
+            for g in range(ng):
+                n_bad += not abs(bsum[g]) < inf
+            for j in range(mainb, nb):
+                n_bad += not abs(bsum[j]) < inf
             for i in range(main, n):
-                exp = max(exp, bits[i] & _EXP)
-            if exp == _EXP:
-                bad[r] = True
-                continue
-            lo, hi = ex_start[r], ex_end[r]
-            for p in range(lo, hi):
-                row[ex_indices[p]] = -np.inf
-            for p in range(lo, hi):
+                n_bad += not abs(row[i]) < inf
+            if n_bad:
+                finite = True
+                for i in range(n):
+                    if not abs(row[i]) < inf:
+                        finite = False
+                        break
+                if not finite:
+                    bad[r] = True
+                    continue
+            # Mask, noting the blocks and super-blocks that lost an item: their maxima are now only
+            # upper bounds.
+            n_touched = 0
+            n_s_touched = 0
+            for p in range(ex_start[r], ex_end[r]):
                 i = ex_indices[p]
-                if i < main:
-                    bkey[i % nb] = _block_max(bits, i % nb, nb)
-            # k blocks with maxima >= thr hold k items >= thr: nothing below thr is in the top k.
-            thr = _kth_largest(bkey, k) if nb > k else _INT_MIN
-            count = n - main
-            for j in range(nb):
-                if bkey[j] >= thr:
-                    count += BLOCK
-            ckey = np.empty(count, np.int32)
-            cidx = np.empty(count, np.int64)
+                row[i] = _NEG_INF
+                if i < main and not b_touched[i % nb]:
+                    j = i % nb
+                    b_touched[j] = True
+                    touched[n_touched] = j
+                    n_touched += 1
+                    if j < mainb and not s_touched[j % ng]:
+                        s_touched[j % ng] = True
+                        n_s_touched += 1
+            # The threshold: k untouched super-blocks (exact maxima) with maxima >= thr hold k
+            # items >= thr, so nothing below thr is in the top k. With fewer than k untouched
+            # super-blocks (many excluded items, narrow rows) the touched blocks' maxima are
+            # recomputed and thr comes from all blocks; with at most k blocks everything is searched.
+            thr = _NEG_INF
+            if ng - n_s_touched >= k:
+                c = 0
+                for g in range(ng):
+                    keys[c] = _key(smax[g])
+                    c += not s_touched[g]
+                thr = _unkey(_kth_bound(keys[:c], k, hist))
+            elif nb > k:
+                for q in range(n_touched):
+                    j = touched[q]
+                    m = _NEG_INF
+                    for s in range(FUSED_BLOCK):
+                        x = row[s * nb + j]
+                        m = x if x > m else m
+                    bmax[j] = m
+                for j in range(nb):
+                    keys[j] = _key(bmax[j])
+                thr = _unkey(_kth_bound(keys[:nb], k, hist))
+            for q in range(n_touched):
+                j = touched[q]
+                b_touched[j] = False
+                if j < mainb:
+                    s_touched[j % ng] = False
+            # Search the super-blocks, then the blocks, whose (possibly old, too high) maxima reach
+            # thr, then their items. Branch-free: each list grows by a comparison's result, so
+            # nothing depends on a mispredicted branch.
+            n_sel = 0
+            for g in range(ng):
+                glist[n_sel] = g
+                n_sel += smax[g] >= thr
+            n_blk = 0
+            for q in range(n_sel):
+                for h in range(FUSED_GROUP):
+                    j = h * ng + glist[q]
+                    blist[n_blk] = j
+                    n_blk += bmax[j] >= thr
+            for j in range(mainb, nb):
+                blist[n_blk] = j
+                n_blk += bmax[j] >= thr
             c = 0
-            for j in range(nb):
-                if bkey[j] >= thr:
-                    for s in range(BLOCK):
-                        i = s * nb + j
-                        kx = _key(bits[i])
-                        if kx >= thr:
-                            ckey[c] = kx
-                            cidx[c] = i
-                            c += 1
-            for i in range(main, n):
-                kx = _key(bits[i])
-                if kx >= thr:
-                    ckey[c] = kx
+            for q in range(n_blk):
+                for s in range(FUSED_BLOCK):
+                    i = s * nb + blist[q]
                     cidx[c] = i
-                    c += 1
-            # The k largest candidates, unordered: all above the k-th largest key, then ties.
-            kth = _kth_largest(ckey[:c], k)
+                    c += row[i] >= thr
+            for i in range(main, n):
+                cidx[c] = i
+                c += row[i] >= thr
+            for q in range(c):
+                ckey[q] = _key(row[cidx[q]])
+            # The k largest candidates, unordered: all above the k-th largest key (fewer than k, so
+            # the branch-free writes stay in bounds), then ties.
+            kth = _kth_largest(ckey[:c], k, hist, kbuf)
             t = 0
             for q in range(c):
-                if ckey[q] > kth:
-                    out_idx[r, t] = cidx[q]
-                    out_vals[r, t] = row[cidx[q]]
-                    t += 1
+                out_idx[r, t] = cidx[q]
+                out_vals[r, t] = row[cidx[q]]
+                t += ckey[q] > kth
             for q in range(c):
                 if t == k:
                     break
@@ -212,11 +322,12 @@ if numba is not None:
 
 def _row_bounds(indptr: np.ndarray, rows: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Start and end offsets into a CSR matrix's ``indices`` of ``rows`` (default: its first ``n``)."""
-    ptr = np.asarray(indptr, dtype=np.int64)
     if rows is None:
+        ptr = np.asarray(indptr[: n + 1], dtype=np.int64)
         return ptr[:n], ptr[1 : n + 1]
+    # Index first, then widen: only the batch's offsets are converted, not the whole indptr.
     r = np.asarray(rows, dtype=np.int64)
-    return ptr[r], ptr[r + 1]
+    return np.asarray(indptr[r], dtype=np.int64), np.asarray(indptr[r + 1], dtype=np.int64)
 
 
 def _index_array(a: np.ndarray) -> np.ndarray:

@@ -102,3 +102,33 @@ def test_ease_property_closed_form_and_item_permutation_equivariance(
     np.testing.assert_allclose(b_perm, b[np.ix_(perm, perm)], atol=1e-5)
     p = np.linalg.inv(x.T.astype(np.float64) @ x + l2 * np.eye(6))
     np.testing.assert_allclose(b, np.eye(6) - p / np.diag(p)[None, :], atol=1e-5)
+
+
+@pytest.mark.parametrize("l2", [0.5, 7.5, 500.0, 1e5])
+def test_ease_dual_woodbury_path_equals_the_item_item_inverse(l2: float) -> None:
+    # fewer users than items: fit takes the user x user (Woodbury) path; B must be Steck's closed form
+    train = random_matrix(n_users=15, n_items=40, density=0.2, seed=11)
+    x = dense(train).astype(np.float64)
+    p = np.linalg.inv(x.T @ x + l2 * np.eye(40))
+    b = np.eye(40) - p / np.diag(p)[None, :]
+    dual = baselines.ease.ease_weights_dual(train.matrix, l2)
+    np.testing.assert_allclose(dual, b, atol=2e-6)
+    primal = baselines.ease.ease_weights_primal(train.matrix, l2)
+    np.testing.assert_allclose(dual, primal, atol=1e-4)
+    np.testing.assert_array_equal(EASE(l2=l2).fit(train).weights_, dual)
+    assert np.all(np.diag(dual) == 0.0)
+
+
+def test_ease_dual_item_without_training_data_keeps_a_zero_column() -> None:
+    x = np.zeros((3, 8), dtype=np.float32)
+    x[0, [0, 1, 5]] = x[1, [1, 5]] = x[2, [0, 6]] = 1  # items 2, 3, 4, 7 never seen
+    b = EASE(l2=2.0).fit(im(x)).weights_
+    for item in (2, 3, 4, 7):
+        assert np.all(b[:, item] == 0.0) and np.all(b[item, :] == 0.0)
+
+
+def test_ease_memory_estimate_of_the_dual_path_counts_user_matrices() -> None:
+    # CiteULike-a: 5,551 users x 16,980 items -> ~3.3 GiB (primal estimate: ~3.2 GiB of float32)
+    need = ease_memory_bytes(16_980, 5_551)
+    assert need == 12 * 16_980**2 + 8 * 5_551 * 16_980 + 16 * 5_551**2
+    assert ease_memory_bytes(3, 4) == ease_memory_bytes(3) == 108

@@ -2,7 +2,8 @@
 
 ``accuracy_at_cutoffs`` (all accuracy metrics at all cutoffs in one pass) must be bit-for-bit equal to
 the single-metric functions; ``member_rows`` / ``fused_topk`` reading rows of a matrix in place
-(``rows`` / ``ex_rows``) must equal slicing the matrix first.
+(``rows`` / ``ex_rows``) must equal slicing the matrix first; the top-k lists of both engines must
+equal a plain lexsort of the masked rows under every tie rule.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from benchmark.data.interactions import InteractionMatrix
+from benchmark.evaluation import Evaluator, evaluator
 from benchmark.evaluation import metrics as M
+from benchmark.evaluation.evaluator import pair_hash
 from benchmark.evaluation.topk import HAVE_NUMBA, fused_topk, member_rows
 
 ACCURACY = [name for name, m in M.METRICS.items() if m.kind == "accuracy"]
@@ -85,3 +89,122 @@ def test_fused_topk_ex_rows_equals_a_sliced_exclusion_matrix():
     np.testing.assert_array_equal(np.take_along_axis(a, ia, axis=1), va)  # indices match values
     np.testing.assert_array_equal(np.take_along_axis(b, ib, axis=1), vb)
     assert not bad_a.any() and not bad_b.any()
+
+
+def _reference_top_k(scores, excluded, relevant, users, k, tie_rule, seed):
+    """The plain definition: mask, sort every row by (score desc, tie key asc), keep finite scores."""
+    n = scores.shape[1]
+    items = np.arange(n)
+    lists = []
+    for u in users:
+        row = scores[u].copy()
+        row[excluded[u]] = -np.inf
+        rel = relevant[u].astype(np.int64)
+        key = {
+            "random": (pair_hash(seed, np.full(n, u), items) >> np.uint64(1)).astype(np.int64),
+            "index": items,
+            "optimistic": (1 - rel) * n + items,
+            "pessimistic": rel * n + items,
+        }[tie_rule]
+        top = np.lexsort((key, -row))[:k]
+        lists.append(top[np.isfinite(row[top])].tolist())
+    return lists
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_users=st.integers(1, 5),
+    n_items=st.sampled_from([7, 40, 420, 1100, 3000]),
+    k=st.integers(1, 14),
+    levels=st.sampled_from([1, 2, 3, 6, 100, 10**6]),
+    mask_density=st.sampled_from([0.0, 0.0, 0.001, 0.05, 0.5, 0.97]),
+    mask_top=st.integers(0, 16),
+    tie_rule=st.sampled_from(["random", "index", "optimistic", "pessimistic"]),
+)
+def test_top_k_lists_equal_a_lexsort_reference_with_ties_masks_and_k_near_the_unmasked_count(
+    seed, n_users, n_items, k, levels, mask_density, mask_top, tie_rule
+):
+    # Few or many distinct scores (ties, +-0.0 mixed), masks from none to nearly all items, the
+    # best-scored items masked (as a model's seen items are: blocks whose maxima are gone), k from 1
+    # to beyond the unmasked count: both the fused kernel (its threshold from untouched super-blocks,
+    # the fallback that recomputes touched blocks, the search-everything path of narrow rows) and the
+    # numpy path must give exactly the lists of the plain definition, for every tie rule.
+    rng = np.random.default_rng(seed)
+    k = min(k, n_items)
+    scores = rng.integers(0, levels, (n_users, n_items)).astype(np.float32)
+    scores[(scores == 0) & (rng.random(scores.shape) < 0.5)] = -0.0
+    excluded = rng.random(scores.shape) < mask_density
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :mask_top]
+    excluded[np.arange(n_users)[:, None], best] = True
+    relevant = (rng.random(scores.shape) < 0.2) & ~excluded
+    relevant[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    excluded &= ~relevant
+    ids_u, ids_i = np.arange(100, 100 + n_users), np.arange(500, 500 + n_items)
+
+    def matrix(mask, name):
+        u, i = np.nonzero(mask)
+        return InteractionMatrix.from_indices(u, i, ids_u, ids_i, name=name)
+
+    want = _reference_top_k(scores, excluded, relevant, range(n_users), k, tie_rule, seed)
+    engines = [True, False] if HAVE_NUMBA else [False]
+    saved = evaluator.USE_FUSED
+    try:
+        for fused in engines:
+            evaluator.USE_FUSED = fused
+            ev = Evaluator(
+                matrix(relevant, "test"),
+                matrix(excluded, "train"),
+                [k],
+                ["ndcg"],
+                tie_rule=tie_rule,
+                seed=seed,
+            )
+            model = lambda users: scores[users].copy()  # noqa: E731 - a scoring function
+            recs = ev.evaluate(model, recommendations=True).recommendations
+            assert recs is not None
+            got = [
+                (recs.loc[recs["user_id"] == 100 + u].sort_values("rank")["item_id"] - 500).tolist()
+                for u in range(n_users)
+            ]
+            assert got == want, f"fused={fused}"
+    finally:
+        evaluator.USE_FUSED = saved
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize(
+    ("levels", "n_masked", "best", "k"),
+    [
+        (20, 0, False, 30),
+        (20, 3, False, 30),
+        (20, 40, False, 30),
+        (20, 2990, False, 30),
+        (10**6, 60, True, 90),
+        (10**6, 5, True, 5),
+        (10**6, 20, True, 5),
+    ],
+)
+def test_fused_topk_values_equal_a_full_sort_whether_few_or_most_blocks_lost_items(levels, n_masked, best, k):
+    # 3000 items: 375 blocks of 8 in 46 super-blocks of 8 blocks. A few masked items leave k
+    # untouched super-blocks for the threshold; many (or k = 90 > 46) force the fallback that
+    # recomputes the touched blocks' maxima. Masking the best items (``best``) takes the largest
+    # maxima away: a threshold from those stale maxima would be above every remaining score.
+    rng = np.random.default_rng(n_masked)
+    scores = rng.integers(0, levels, (4, 3000)).astype(np.float32)
+    masked = np.stack([rng.permutation(3000)[:n_masked] for _ in range(4)])
+    if best:
+        masked = np.argsort(-scores, axis=1)[:, :n_masked]
+    ex = sp.csr_matrix(
+        (np.ones(masked.size, np.float32), (np.repeat(np.arange(4), n_masked), masked.ravel())),
+        shape=(4, 3000),
+    )
+    ex.sort_indices()
+    want = scores.copy()
+    want[np.repeat(np.arange(4), n_masked), masked.ravel()] = -np.inf
+    got = scores.copy()
+    vals, idx, bad = fused_topk(got, ex.indptr, ex.indices, k)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(-np.sort(-vals, axis=1), -np.sort(-want, axis=1)[:, :k])
+    np.testing.assert_array_equal(np.take_along_axis(want, idx, axis=1), vals)
+    assert all(len(set(row)) == k for row in idx) and not bad.any()

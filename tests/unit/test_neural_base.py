@@ -189,3 +189,37 @@ def test_row_batch_dropout_zeroes_entries_and_rescales_the_kept_ones() -> None:
     kept = values[values > 0]
     np.testing.assert_allclose(kept, (1 / np.sqrt(400)) / 0.5)  # normalised, then scaled by 1/(1-p)
     assert 0.4 < len(kept) / len(values) < 0.6
+
+
+def test_fused_multinomial_likelihood_gradient_equals_log_softmax_autograd() -> None:
+    train = random_matrix(10, 13, density=0.35, seed=11).matrix
+    users = np.array([4, 1, 9, 1, 0])
+    batch = base.row_batch(train, users, dropout=0.0, device=torch.device("cpu"))
+    dense_x = torch.from_numpy(train[users].toarray())
+    upstream = torch.tensor([1.0, -2.0, 0.5, 3.0, 0.25])  # a different weight per row
+    fused = (3 * torch.randn(5, 13)).requires_grad_(True)
+    reference = fused.detach().clone().requires_grad_(True)
+    (base.multinomial_log_likelihood(fused, batch) * upstream).sum().backward()
+    ((torch.log_softmax(reference, dim=1) * dense_x).sum(dim=1) * upstream).sum().backward()
+    assert fused.grad is not None and reference.grad is not None
+    torch.testing.assert_close(fused.grad, reference.grad)
+    # d/dl_ui = g_u (x_ui - n_u softmax_ui): each row's gradient sums to zero
+    torch.testing.assert_close(fused.grad.sum(dim=1), torch.zeros(5), atol=1e-5, rtol=0)
+
+
+def test_sparse_input_linear_is_the_linear_map_with_transposed_weight_and_gradient() -> None:
+    train = random_matrix(9, 11, density=0.4, seed=3).matrix
+    users = np.array([0, 5, 8])
+    linear = torch.nn.Linear(11, 6)
+    layer = base.SparseInputLinear.from_linear(linear)
+    torch.testing.assert_close(layer.weight, linear.weight.detach().T, rtol=0, atol=0)
+    batch = base.row_batch(train, users, dropout=0.0, device=torch.device("cpu"))
+    x = torch.nn.functional.normalize(torch.from_numpy(train[users].toarray()), dim=1)
+    out_sparse, out_dense, out_linear = layer(batch), layer(x), linear(x)
+    torch.testing.assert_close(out_sparse, out_linear)
+    torch.testing.assert_close(out_dense, out_linear)
+    (out_sparse**2).sum().backward()
+    (out_linear**2).sum().backward()
+    assert layer.weight.grad is not None and linear.weight.grad is not None
+    torch.testing.assert_close(layer.weight.grad, linear.weight.grad.T)
+    torch.testing.assert_close(layer.bias.grad, linear.bias.grad)

@@ -11,7 +11,7 @@ import torch
 
 from benchmark.models import IterativeRecommender
 from neural.base import TorchRecommender
-from neural.lightgcn import LightGCN, normalized_adjacency
+from neural.lightgcn import LightGCN, layer_mean, normalized_adjacency
 from neural.neumf import GMF, MLP, NeuMF
 from neural.recvae import RecVAE
 from neural.spectralcf import SpectralCF, laplacian_eigenvectors
@@ -120,6 +120,25 @@ def test_neumf_fast_full_ranking_equals_the_network_on_every_pair(cls: type[NeuM
     np.testing.assert_allclose(model.score(USERS), pairwise, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cls", [NeuMF, GMF, MLP])
+def test_neumf_forward_is_the_papers_concatenation_formula(cls: type[NeuMF]) -> None:
+    # the forward avoids concatenations; it must equal out([p*q, MLP([p_u, q_i])]) (paper, Eq. 11-12)
+    model = cls(factors=5, layers="8,6,4", epochs=1, device="cpu", num_threads=1).fit(PLANTED.train)
+    net = model.network_
+    u, i = torch.tensor([0, 3, 3, 17]), torch.tensor([2, 0, 9, 5])
+    parts = []
+    with torch.no_grad():
+        if cls is not MLP:
+            parts.append(net.gmf_user(u) * net.gmf_item(i))
+        if cls is not GMF:
+            h = torch.cat([net.mlp_user(u), net.mlp_item(i)], dim=1)
+            for layer in net.mlp:
+                h = torch.relu(layer(h))
+            parts.append(h)
+        expected = net.out(torch.cat(parts, dim=1)).squeeze(1)
+        torch.testing.assert_close(net(u, i), expected)
+
+
 def test_neumf_pretraining_initialises_from_gmf_and_mlp_then_uses_sgd() -> None:
     model = NeuMF(
         layers="16,8",
@@ -194,6 +213,15 @@ def test_recvae_refreshes_the_prior_encoder_and_decoder_pass_leaves_encoder_alon
     enc, old = model.network_.encoder.state_dict(), model.network_.encoder_old.state_dict()
     for k in enc:
         torch.testing.assert_close(enc[k], old[k], rtol=0, atol=0)
+    # the decoder pass's posterior of every user is kept as the next epoch's prior: it must be
+    # encoder_old of the clean rows, as if recomputed
+    assert model._next_old_post is not None
+    model.network_.train()
+    fresh = model._old_posterior()
+    for kept, again in zip(model._next_old_post, fresh):
+        torch.testing.assert_close(kept, again)
+    model.set_state(model.get_state())  # a restored state drops the cache
+    assert model._next_old_post is None
 
 
 # ----------------------------------------------------------------------------- graph models
@@ -216,6 +244,43 @@ def test_lightgcn_final_embedding_is_mean_of_propagated_layers() -> None:
     final = (e0 + a @ e0 + a @ a @ e0) / 3
     n_u = PLANTED.train.n_users
     np.testing.assert_allclose(model.score(USERS), final[:n_u] @ final[n_u:].T, rtol=1e-4, atol=1e-5)
+
+
+def test_lightgcn_layer_mean_backward_is_the_same_symmetric_map() -> None:
+    a = normalized_adjacency(PLANTED.train.matrix)
+    adj = torch.sparse_csr_tensor(
+        torch.from_numpy(a.indptr),
+        torch.from_numpy(a.indices),
+        torch.from_numpy(a.data),
+        size=a.shape,
+        check_invariants=True,
+    )
+    e = torch.randn(a.shape[0], 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: layer_mean(adj, x, 2), (e,))
+    dense = torch.from_numpy(a.toarray())
+    torch.testing.assert_close(layer_mean(adj, e, 2), (e + dense @ e + dense @ dense @ e) / 3)
+
+
+def test_lightgcn_bpr_loss_equals_the_reference_codes_formula() -> None:
+    model = LightGCN(embedding_size=4, n_layers=2, epochs=1, device="cpu", num_threads=1).fit(PLANTED.train)
+    net = model.network_
+    n_u = PLANTED.train.n_users
+    users, pos, neg = torch.tensor([0, 0, 5, 9]), torch.tensor([1, 1, 7, 2]), torch.tensor([3, 4, 3, 3])
+    net.embedding.weight.grad = None  # fit leaves the last step's gradient
+    loss = net.bpr_loss(torch.stack([users, pos + n_u, neg + n_u]), 0.01)
+    loss.backward()
+    got_grad = net.embedding.weight.grad.clone()
+    net.embedding.weight.grad = None
+    # gusye1234/LightGCN-PyTorch: mean softplus(neg - pos) + reg * (|u0|^2 + |i0|^2 + |j0|^2) / 2 / batch
+    user_e, item_e = net.propagate()
+    e0 = net.embedding.weight
+    pos_s = (user_e[users] * item_e[pos]).sum(1)
+    neg_s = (user_e[users] * item_e[neg]).sum(1)
+    norms = e0[users].norm(2).pow(2) + e0[n_u + pos].norm(2).pow(2) + e0[n_u + neg].norm(2).pow(2)
+    expected = torch.nn.functional.softplus(neg_s - pos_s).mean() + 0.01 * norms / 2 / len(users)
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(got_grad, net.embedding.weight.grad)
 
 
 def test_spectralcf_full_filter_equals_eigendecomposition_and_eigsh_finds_smallest() -> None:
