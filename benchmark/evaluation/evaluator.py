@@ -70,6 +70,8 @@ _U64 = np.uint64
 #: Use the fused numba kernel for full ranking (check + mask + top-k in about one pass over the
 #: scores); tests switch it off to run the numpy path.
 USE_FUSED = HAVE_NUMBA
+#: Rows per chunk when ties straddle the cutoff (bounds the padded tie-key matrices).
+_STRADDLE_CHUNK = 256
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -510,21 +512,56 @@ class Evaluator:
         idx: np.ndarray,
         rel_keys: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
+        out_vals, out_idx = vals[rows].copy(), idx[rows].copy()
+        # Chunks bound the padded key matrices below (rows x the largest tie group).
+        for c in range(0, len(rows), _STRADDLE_CHUNK):
+            sl = slice(c, c + _STRADDLE_CHUNK)
+            out_vals[sl], out_idx[sl] = self._fill_ties(
+                scores, users, rows[sl], out_vals[sl], out_idx[sl], rel_keys
+            )
+        return out_vals, out_idx
+
+    def _fill_ties(
+        self,
+        scores: np.ndarray,
+        users: np.ndarray,
+        rows: np.ndarray,
+        vals: np.ndarray,
+        idx: np.ndarray,
+        rel_keys: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``vals`` / ``idx`` (the rows' sorted top-K) with the slots of the boundary value refilled.
+
+        Items scored above the boundary value ``t`` are all in the top-K already (first, in order);
+        every item of the whole row equal to ``t`` competes for the remaining slots, which go to the
+        smallest tie keys. Selecting them by partition rather than sorting the whole tie group matters
+        when scores tie massively (sparse neighbourhood models: thousands of zero scores per row).
+        """
         K = self.max_k
-        t = vals[rows, K - 1]
-        # Items scored above the boundary value are all in the top-K already; every item equal to it
-        # competes for the remaining slots by tie key.
-        gr, gc = np.nonzero(vals[rows] > t[:, None])
-        er, items_eq = np.nonzero(scores[rows] == t[:, None])
-        r = np.concatenate([gr, er])
-        it = np.concatenate([idx[rows][gr, gc], items_eq])
-        v = np.concatenate([vals[rows][gr, gc], t[er]])
-        key = self._tie_keys(users[rows][r], rows[r], it, rel_keys)
-        order = np.lexsort((key, -v, r))
-        r, it, v = r[order], it[order], v[order]
-        pos = np.arange(r.size) - np.searchsorted(r, r)
-        take = pos < K
-        return v[take].reshape(len(rows), K), it[take].reshape(len(rows), K)
+        n = len(rows)
+        t = vals[:, K - 1]
+        n_above = (vals > t[:, None]).sum(axis=1)
+        need = K - n_above  # >= 1 slots per row, fewer than the row's tied items
+        er, items_eq = np.nonzero(scores[rows] == t[:, None])  # row-major: er ascending
+        keys = self._tie_keys(users[rows][er], rows[er], items_eq, rel_keys)
+        counts = np.bincount(er, minlength=n)
+        pos = np.arange(er.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        width = int(counts.max())
+        kmat = np.full((n, width), np.iinfo(np.int64).max, dtype=np.int64)  # keys are < 2**63 - 1
+        kmat[er, pos] = keys
+        imat = np.zeros((n, width), dtype=np.int64)
+        imat[er, pos] = items_eq
+        m = int(need.max())
+        part = np.argpartition(kmat, m - 1, axis=1)[:, :m] if m < width else np.tile(np.arange(width), (n, 1))
+        sel = np.take_along_axis(kmat, part, axis=1)
+        part = np.take_along_axis(part, np.argsort(sel, axis=1, kind="stable"), axis=1)
+        chosen = np.take_along_axis(imat, part, axis=1)  # each row's tied items by ascending key
+        slot = np.arange(K)[None, :] - n_above[:, None]  # position within the tie slots
+        fill = slot >= 0
+        src = np.take_along_axis(chosen, np.clip(slot, 0, m - 1), axis=1)
+        idx = np.where(fill, src, idx)
+        vals = np.where(fill, t[:, None], vals)
+        return vals, idx
 
     def _auc(self, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
         """Per-user AUC over the ranked candidates (non ``-inf`` scores)."""

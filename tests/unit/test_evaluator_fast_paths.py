@@ -208,3 +208,31 @@ def test_fused_topk_values_equal_a_full_sort_whether_few_or_most_blocks_lost_ite
     np.testing.assert_array_equal(-np.sort(-vals, axis=1), -np.sort(-want, axis=1)[:, :k])
     np.testing.assert_array_equal(np.take_along_axis(want, idx, axis=1), vals)
     assert all(len(set(row)) == k for row in idx) and not bad.any()
+
+
+@pytest.mark.parametrize("tie_rule", ["random", "index", "optimistic", "pessimistic"])
+def test_ties_straddling_the_cutoff_in_many_rows_and_chunks_equal_the_reference(tie_rule):
+    # A sparse neighbourhood model's rows: a few positive scores, then a huge tie of zeros that the
+    # cutoff cuts through, in more rows than one chunk of the straddle resolution holds.
+    rng = np.random.default_rng(5)
+    n_users, n_items, k = 2 * evaluator._STRADDLE_CHUNK + 37, 300, 20
+    scores = np.zeros((n_users, n_items), dtype=np.float32)
+    nonzero = rng.random(scores.shape) < rng.uniform(0.0, 0.12, (n_users, 1))
+    scores[nonzero] = rng.integers(1, 4, nonzero.sum())  # ties above the boundary as well
+    excluded = (rng.random(scores.shape) < 0.1) & ~nonzero
+    relevant = (rng.random(scores.shape) < 0.05) & ~excluded
+    relevant[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    excluded &= ~relevant
+    ids_u, ids_i = np.arange(n_users), np.arange(n_items)
+
+    def matrix(mask, name):
+        u, i = np.nonzero(mask)
+        return InteractionMatrix.from_indices(u, i, ids_u, ids_i, name=name)
+
+    ev = Evaluator(
+        matrix(relevant, "test"), matrix(excluded, "train"), [k], ["ndcg"], tie_rule=tie_rule, seed=9
+    )
+    recs = ev.evaluate(lambda users: scores[users].copy(), recommendations=True).recommendations
+    assert recs is not None
+    got = recs.sort_values(["user_id", "rank"]).groupby("user_id")["item_id"].apply(list).tolist()
+    assert got == _reference_top_k(scores, excluded, relevant, range(n_users), k, tie_rule, 9)
