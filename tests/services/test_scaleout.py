@@ -34,28 +34,14 @@ from benchmark.tuning.space import parse_space
 from benchmark.tuning.tuner import counts, tune
 from tests.services.test_services import _listening_ports
 from tests.synthetic import random_matrix
+from tests.unit.test_sweep import FAST as SWEEP_FAST
+from tests.unit.test_sweep import TINY
 from tests.unit.test_tuning import SPACE_X, Quadratic, _Popular, _quadratic_validate, _tuner, spec_of
 
 pytestmark = pytest.mark.services
 
 REPO = Path(__file__).resolve().parents[2]
-TINY: dict[str, Any] = {
-    "name": "synthetic",
-    "preprocessing": {},
-    "options": {"n_users": 120, "n_items": 80, "n_interactions": 2400, "seed": 0},
-}
-FAST = [
-    "dataset=tiny",
-    "tuner.n_startup_trials=2",
-    "evaluation.cutoffs=[5,10]",
-    "evaluation.metrics=[precision,recall,ndcg]",
-    "evaluation.validation_metrics=[ndcg]",
-    "progress=false",
-    "report.enabled=false",
-    "hydra/launcher=local_jobs",
-    "tracking=server",
-    "tuner.storage=services",
-]
+FAST = [*SWEEP_FAST, "hydra/launcher=local_jobs", "tracking=server", "tuner.storage=services"]
 
 
 class Sleepy(_Popular):
@@ -94,18 +80,6 @@ class SlowQuadratic(Quadratic):
 
 
 # ---------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory):
-    try:
-        services.pg_bin("initdb")
-    except services.ServiceError as exc:
-        pytest.skip(str(exc))
-    folder = tmp_path_factory.mktemp("svc") / ".services"
-    state = services.up(folder)
-    try:
-        yield folder, state
-    finally:
-        services.down(folder)
 
 
 @pytest.fixture

@@ -44,22 +44,8 @@ def _descendants(pid: int) -> set[int]:
     return seen
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory):
-    try:
-        services.pg_bin("initdb")
-    except services.ServiceError as exc:
-        pytest.skip(str(exc))
-    folder = tmp_path_factory.mktemp("svc") / ".services"
-    state = services.up(folder)
-    try:
-        yield folder, state
-    finally:
-        services.down(folder)
-
-
-def test_services_listen_on_loopback_only_and_serve_mlflow(running):
-    _, state = running
+def test_services_listen_on_loopback_only_and_serve_mlflow(svc):
+    _, state = svc
     pg_pid = int((Path(state.pg_dir) / "data" / "postmaster.pid").read_text().split()[0])
     pids = _descendants(state.mlflow_pid) | {pg_pid}
     sockets = _listening_ports(pids)
@@ -77,8 +63,8 @@ def test_services_listen_on_loopback_only_and_serve_mlflow(running):
     assert got.info.status == "FINISHED"
 
 
-def test_urls_file_is_private_and_status_redacts_the_password(running):
-    folder, state = running
+def test_urls_file_is_private_and_status_redacts_the_password(svc):
+    folder, state = svc
     urls_path = folder / "urls.json"
     assert oct(urls_path.stat().st_mode & 0o777) == "0o600"
     urls = json.loads(urls_path.read_text())

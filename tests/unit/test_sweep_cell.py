@@ -9,17 +9,7 @@ import pytest
 
 from benchmark.config import Config
 from benchmark.tracking import schema as S
-from tests.unit.test_sweep import REPO, work  # noqa: F401  (fixture)
-
-FAST = [
-    "dataset=tiny",
-    "tuner.n_startup_trials=2",
-    "evaluation.cutoffs=[5,10]",
-    "evaluation.metrics=[precision,recall,ndcg]",
-    "evaluation.validation_metrics=[ndcg]",
-    "progress=false",
-    "report.enabled=false",
-]
+from tests.unit.test_sweep import FAST, REPO, work  # noqa: F401  (fixture)
 
 
 def compose(conf: Path, *overrides: str) -> Config:
