@@ -123,6 +123,36 @@ def _resolve_experiments(client: Any, experiment: str | None, sweep_run_id: str 
     return [exp]
 
 
+def _reused_cells(client: Any, sweep_run_id: str, have: set[str]) -> list[Any]:
+    """Cells a sweep reused (FINISHED earlier, possibly under another sweep), from its cells.json.
+
+    A sweep that adds one model to an earlier sweep's list skips the finished cells: they belong to
+    the earlier sweep run, but this sweep's leaderboard must still show them. A sweep that has not
+    finished yet has no cells.json: then only its own children are reported.
+    """
+    with tempfile.TemporaryDirectory(prefix="reprorec-sweep-") as tmp:
+        try:
+            local = client.download_artifacts(sweep_run_id, S.ART_SWEEP_CELLS, tmp)
+        except Exception:  # absent artifact: MLflow raises several types depending on the store
+            return []
+        try:
+            listed = json.loads(Path(local).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                f"sweep run {sweep_run_id}: artifact cannot be read: {exc}", file=S.ART_SWEEP_CELLS
+            ) from exc
+    out = []
+    for entry in listed:
+        run_id = entry.get("run_id")
+        if entry.get("status") != "skipped" or not run_id or run_id in have:
+            continue
+        run = client.get_run(run_id)
+        if run.data.tags.get(S.RUN_TYPE) == S.RUN_TYPE_CELL:
+            out.append(run)
+            have.add(run_id)
+    return out
+
+
 def collect_runs(
     tracking_uri: str,
     *,
@@ -135,7 +165,8 @@ def collect_runs(
     Args:
         tracking_uri: MLflow tracking URI (``sqlite:///mlflow.db``, ``http://127.0.0.1:5000``, a folder).
         experiment: experiment name (default ``reprorec``); ignored when ``sweep_run_id`` is given.
-        sweep_run_id: restrict to the cells whose parent is this sweep run.
+        sweep_run_id: restrict to the cells of this sweep run: its children and the finished cells
+            it reused (listed as skipped in its ``sweep/cells.json``).
         download: fetch the artifacts (per-user metrics, trials, protocol, datasheet).
 
     Returns:
@@ -164,6 +195,7 @@ def collect_runs(
             break
     coll = Collection(tracking_uri, exp_ids, [e.name for e in exps], sweep_run_id)
     if sweep_run_id is not None:
+        runs += _reused_cells(client, sweep_run_id, {r.info.run_id for r in runs})
         sweep = client.get_run(sweep_run_id)
         coll.sweep_tags = dict(sweep.data.tags)
         coll.sweep_command = sweep.data.tags.get(S.COMMAND, "")

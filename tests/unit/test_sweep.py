@@ -239,6 +239,27 @@ def test_killed_sweep_rerun_completes_only_the_missing_cells_and_trials(work: Pa
     assert sweep.info.status == "FINISHED"
 
 
+def test_sweep_that_adds_a_model_reports_the_cells_it_reused(work: Path) -> None:
+    from benchmark.reporting.collect import collect_runs
+
+    common = ["seed=0", "tuner.n_trials=2", "tuner.sampler=random", *FAST]
+    reprorec(work, "-m", "model=toppop", *common)
+    reprorec(work, "-m", "model=toppop,ease", *common)
+    first, second = sorted(runs(work, S.RUN_TYPE_SWEEP), key=lambda r: r.info.start_time)
+    cells = by_model(runs(work, S.RUN_TYPE_CELL))
+    assert {k: len(v) for k, v in cells.items()} == {("toppop", "0"): 1, ("ease", "0"): 1}
+    (toppop,) = cells["toppop", "0"]
+    assert toppop.data.tags[S.PARENT_RUN_ID] == first.info.run_id  # reused, not rerun
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    got = collect_runs(uri, sweep_run_id=second.info.run_id, download=False)
+    assert sorted((c.model, c.run_id) for c in got.cells) == sorted(
+        [("ease", cells["ease", "0"][0].info.run_id), ("toppop", toppop.info.run_id)]
+    )
+    assert [c.model for c in collect_runs(uri, sweep_run_id=first.info.run_id, download=False).cells] == [
+        "toppop"
+    ]
+
+
 # ---------------------------------------------------------------------------- failure isolation
 def test_failing_cell_is_failed_with_traceback_sweep_goes_on_and_exits_nonzero(work: Path) -> None:
     proc = reprorec(
