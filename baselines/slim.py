@@ -18,11 +18,19 @@ from benchmark.models import Param, Recommender
 def _fit_items(
     x: sp.csc_matrix, items: np.ndarray, alpha: float, l1_ratio: float, top_k: int, max_iter: int, tol: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit the ElasticNet columns of ``items``; return COO parts (row, col, weight) of their top-k."""
-    # A private copy of the values: column j is zeroed while item j is fitted (so it cannot predict
-    # itself) and restored afterwards; the structure is shared.
-    x = sp.csc_matrix((x.data.copy(), x.indices, x.indptr), shape=x.shape)
+    """Fit the ElasticNet columns of ``items``; return COO parts (row, col, weight) of their top-k.
+
+    Each regression runs on the items that co-occur with the target item (share a user with it), not
+    on all items: with non-negative data and non-negative weights, an item ``k`` without a common
+    user has ``x_k . y = 0`` and ``x_k . (y - X w) = -x_k . X w <= 0`` for every ``w >= 0``, so
+    coordinate descent never moves ``w_k`` from 0 and the optimality conditions hold with ``w_k = 0``.
+    The solution is the full problem's; the cost per item drops from O(nnz(X) + n_items) per sweep
+    to the co-occurring columns only (CiteULike-a: ~16,980 -> a few hundred). All users stay in
+    the regression: scikit-learn scales the penalties by ``n_samples``.
+    """
     n_users = x.shape[0]
+    rows_of = sp.csr_matrix(x)  # the items of each user, to find the co-occurring items
+    restrict = bool(np.all(x.data >= 0.0))  # the argument above needs non-negative data
     model = ElasticNet(
         alpha=alpha,
         l1_ratio=l1_ratio,
@@ -41,17 +49,24 @@ def _fit_items(
         warnings.simplefilter("ignore", category=ConvergenceWarning)
         for j in items:
             start, end = x.indptr[j], x.indptr[j + 1]
+            users = x.indices[start:end]
+            if restrict:
+                features = np.unique(rows_of[users].indices)
+                features = features[features != j]
+            else:
+                features = np.delete(np.arange(x.shape[1]), j)
+            if len(features) == 0 or not np.any(x.data[start:end]):
+                continue  # nothing to regress on, or an all-zero target: all weights are 0
             y = np.zeros(n_users, dtype=np.float64)
-            y[x.indices[start:end]] = x.data[start:end]
-            saved = x.data[start:end].copy()
-            x.data[start:end] = 0.0
-            model.fit(x, y, check_input=False)
-            x.data[start:end] = saved
+            y[users] = x.data[start:end]
+            sub = x[:, features]
+            sub.sort_indices()
+            model.fit(sub, y, check_input=False)
             coef = model.coef_
             nz = np.flatnonzero(coef > 0)
             if len(nz) > top_k:
                 nz = nz[np.argpartition(-coef[nz], top_k - 1)[:top_k]]
-            rows.append(nz)
+            rows.append(features[nz].astype(np.int64))
             cols.append(np.full(len(nz), j, dtype=np.int64))
             vals.append(coef[nz].astype(np.float32))
     if not rows:
@@ -70,7 +85,9 @@ class SLIM(Recommender):
     The ``top_k`` largest weights of each column are kept in the sparse matrix ``W`` (zero
     diagonal) and user ``u`` scores ``X[u] W``. Items are fitted in parallel with joblib
     (``n_jobs`` processes, each fitting a contiguous chunk of items); cyclic coordinate descent makes
-    the result independent of ``n_jobs``.
+    the result independent of ``n_jobs``. Each regression is solved on the items that share a user
+    with ``j`` only: for non-negative data the other weights are provably 0, so the weights equal the
+    full regression's (identical on CiteULike-a) at a fraction of the cost.
 
     Users without training interactions score 0 everywhere; items without training interactions
     have an all-zero target and column, hence zero weights and zero scores.

@@ -36,6 +36,32 @@ def test_slim_column_equals_elasticnet_on_dense_data_with_the_item_removed() -> 
         np.testing.assert_allclose(model.weights_[:, [j]].toarray().ravel(), direct.coef_, atol=1e-5)
 
 
+def test_slim_column_equals_the_full_regression_when_items_share_no_user() -> None:
+    # Three user communities with disjoint items, one user bridging two of them: most items share no
+    # user with most others, so each regression is solved on a small set of co-occurring items. The
+    # weights must still be the full regression's (all 30 items, the target item's column zeroed).
+    rng = np.random.default_rng(3)
+    x = np.zeros((90, 30))
+    for c in range(3):
+        block = rng.random((30, 10)) < 0.3
+        x[30 * c : 30 * c + 30, 10 * c : 10 * c + 10] = block
+    x[0, [12, 15]] = 1.0  # user 0 (community 0) also read two items of community 1
+    train = InteractionMatrix.from_csr(sp.csr_matrix(x))
+    x = dense(train).astype(np.float64)  # what the model sees
+    alpha, l1_ratio = 1e-3, 0.2
+    model = SLIM(alpha=alpha, l1_ratio=l1_ratio, top_k=30, max_iter=2000, tol=1e-10).fit(train)
+    w = model.weights_.toarray()
+    for j in range(30):
+        xj = x.copy()
+        xj[:, j] = 0.0
+        direct = ElasticNet(
+            alpha=alpha, l1_ratio=l1_ratio, positive=True, fit_intercept=False, max_iter=2000, tol=1e-10
+        ).fit(xj, x[:, j])
+        np.testing.assert_allclose(w[:, j], direct.coef_, atol=1e-7, err_msg=f"item {j}")
+    assert np.count_nonzero(w[20:, :20]) == 0 and np.count_nonzero(w[:10, 20:]) == 0  # no shared user
+    assert w[12, 0] > 0 or w[15, 0] > 0 or w[0:10, 12].any()  # the bridge links communities 0 and 1
+
+
 def test_slim_top_k_keeps_the_largest_weights_of_each_column() -> None:
     full = SLIM(top_k=25).fit(TRAIN).weights_.toarray()
     top2 = SLIM(top_k=2).fit(TRAIN).weights_.toarray()
