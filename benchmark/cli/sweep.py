@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -298,10 +300,26 @@ def _sweep_run_id() -> str | None:
     return None
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM (``kill``, SLURM's time limit, a stopping container) into KeyboardInterrupt.
+
+    The running cell then ends KILLED with its traceback instead of staying RUNNING in the store, and
+    its running trial is marked failed, as after Ctrl-C. A rerun completes both.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
 def task(cfg: Any) -> dict[str, Any]:
     """One Hydra job: one cell. Never raises for a failing cell (the outcome says it failed)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
+
+    handle_sigterm()  # also in launcher workers (other processes)
 
     resolved = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
     sweep_run_id = _sweep_run_id()
@@ -340,6 +358,7 @@ def main() -> None:
     """Entry point of ``reprorec`` (Hydra parses ``sys.argv``)."""
     import hydra
 
+    handle_sigterm()
     register_configs()
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)()
     code = exit_code()

@@ -239,6 +239,24 @@ def test_killed_sweep_rerun_completes_only_the_missing_cells_and_trials(work: Pa
     assert sweep.info.status == "FINISHED"
 
 
+def test_sigterm_ends_the_running_cell_killed_with_traceback_and_a_rerun_completes_it(work: Path) -> None:
+    counter = work / "fits.txt"
+    args = ["-m", "model=killer", "seed=0", "tuner.n_trials=3", "tuner.sampler=random", *FAST]
+    env = {"REPROREC_TEST_COUNTER": str(counter)}
+    term = {**env, "REPROREC_TEST_KILL_AT": "2", "REPROREC_TEST_KILL_SIGNAL": "SIGTERM"}
+    killed = reprorec(work, *args, env=term, check=False)
+    assert killed.returncode != 0 and "KeyboardInterrupt: signal SIGTERM" in killed.stderr
+    (cell,) = runs(work, S.RUN_TYPE_CELL)
+    assert cell.info.status == "KILLED"  # not left RUNNING
+    tb = Path(client(work).download_artifacts(cell.info.run_id, S.ART_TRACEBACK, str(work / "dl")))
+    assert "signal SIGTERM" in tb.read_text()
+    reprorec(work, *args, env=env)
+    cells = by_model(runs(work, S.RUN_TYPE_CELL))
+    assert sorted(r.info.status for r in cells["killer", "0"]) == ["FINISHED", "KILLED"]
+    done = next(r for r in cells["killer", "0"] if r.info.status == "FINISHED")
+    assert done.data.metrics[S.N_TRIALS_DONE] == 3
+
+
 def test_sweep_that_adds_a_model_reports_the_cells_it_reused(work: Path) -> None:
     from benchmark.reporting.collect import collect_runs
 

@@ -91,8 +91,8 @@ class Broken(_Popular):
 
 
 class Killer(_Popular):
-    """Counts its fits in ``$REPROREC_TEST_COUNTER``; SIGKILLs its process at fit number
-    ``$REPROREC_TEST_KILL_AT``."""
+    """Counts its fits in ``$REPROREC_TEST_COUNTER``; at fit number ``$REPROREC_TEST_KILL_AT`` sends
+    its process ``$REPROREC_TEST_KILL_SIGNAL`` (default SIGKILL)."""
 
     param_specs: ClassVar[dict[str, Param]] = {"x": Param("int", low=0, high=9)}
 
@@ -106,7 +106,7 @@ class Killer(_Popular):
             n = int(path.read_text()) + 1 if path.exists() else 1
             path.write_text(str(n))
             if str(n) == os.environ.get("REPROREC_TEST_KILL_AT"):
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), getattr(signal, os.environ.get("REPROREC_TEST_KILL_SIGNAL", "SIGKILL")))
         self._fit_popularity(train)
         return self
 
