@@ -419,14 +419,19 @@ def _build_table(
     for model, mruns in by_model.items():
         mruns.sort(key=lambda r: (len(r.seed), r.seed))
         seen: dict[str, CellRun] = {}
+        count: dict[str, int] = defaultdict(int)
         for r in mruns:  # a re-run of the same cell: the newest one counts, and the report says so
-            if r.seed in seen:
-                notes.append(
-                    f"{model} seed {r.seed}: several FINISHED runs, using the newest "
-                    f"({max(r, seen[r.seed], key=lambda x: x.end_time).run_id})"
-                )
+            count[r.seed] += 1
             if r.seed not in seen or r.end_time >= seen[r.seed].end_time:
                 seen[r.seed] = r
+        for seed, n in count.items():
+            if n > 1:
+                used = seen[seed]
+                commit = used.tags.get(S.GIT_COMMIT, "")[:12]
+                notes.append(
+                    f"{model} seed {seed}: {n} FINISHED runs, using the newest ({used.run_id}"
+                    + (f", commit {commit})" if commit else ")")
+                )
         fam = next((r.family for r in mruns if r.family), "")
         rows.append(Row(model=model, family=fam, runs=list(seen.values())))
     rows.sort(key=lambda r: (_family_order(r.family), r.family, r.model))

@@ -342,6 +342,35 @@ def test_sweep_option_reports_only_that_sweeps_cells(tmp_path):
     assert f"--sweep {sweep2}" in doc["commands"]["report"]
 
 
+def test_rerun_cells_count_once_the_newest_run_with_one_note(tmp_path):
+    from mlflow import MlflowClient
+
+    pu = _planted()
+    uri = new_sqlite_store(tmp_path)
+    art = (tmp_path / "artifacts").as_uri()
+    top = pu["toppop"]["ndcg_at_10"]
+    values = [top, np.clip(top + 0.05, 0, 1), np.clip(top - 0.05, 0, 1)]
+    ids = [
+        log_sweep(uri, [FakeCell("toppop", "non-personalised", 0, {"ndcg_at_10": v})], artifact_location=art)[
+            2
+        ][0]
+        for v in values
+    ]
+    log_sweep(
+        uri, [FakeCell("ease", "linear", 0, {"ndcg_at_10": pu["ease"]["ndcg_at_10"]})], artifact_location=art
+    )
+    client = MlflowClient(uri)
+    for rid, end in zip(ids, (1_700_000_300_000, 1_700_000_500_000, 1_700_000_400_000), strict=True):
+        client.set_terminated(rid, "FINISHED", end_time=end)  # the second run is the newest
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), metrics=("ndcg",), n_resamples=99)
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    row = _row(doc, "toppop")
+    assert row["cells"]["ndcg_at_10"]["mean"] == pytest.approx(values[1].mean())
+    assert [p["run_id"] for p in row["provenance"]] == [ids[1]]
+    notes = [n for n in doc["tables"][0]["notes"] if "FINISHED runs" in n]
+    assert notes == [f"toppop seed 0: 3 FINISHED runs, using the newest ({ids[1]}, commit 0123456789ab)"]
+
+
 def test_different_tie_rules_on_the_same_split_are_refused(tmp_path):
     pu = _planted()
     cells = [
