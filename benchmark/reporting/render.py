@@ -476,7 +476,7 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
         f"reprorec {_h(doc['version'])}</p>",
     ]
     if doc["commands"]["sweep"]:
-        out.append(f"<p>Regenerate the runs: <code>{_h(doc['commands']['sweep'])}</code></p>")
+        out.append(f"<p>Regenerate the runs:</p><pre><code>{_h(doc['commands']['sweep'])}</code></pre>")
     if doc["source"]["dashboard_url"]:
         url = doc["source"]["dashboard_runs_url"]
         out.append(f'<p>Dashboard: <a href="{_h(url)}">{_h(url)}</a></p>')

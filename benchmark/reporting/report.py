@@ -198,6 +198,22 @@ def report_command(
     return shlex.join([*args, *extra])
 
 
+def _run_commands(tables: list[Leaderboard]) -> str:
+    """The command lines that produced the runs shown, oldest first, each with its commit when
+    they differ (cells reused from earlier sweeps, or re-run after a code change)."""
+    used = sorted(
+        {r.run_id: r for t in tables for row in t.rows for r in row.runs}.values(), key=lambda r: r.start_time
+    )
+    pairs: list[tuple[str, str]] = []
+    for r in used:
+        pair = (r.tags.get(S.GIT_COMMIT, "")[:12], r.tags.get(S.COMMAND, ""))
+        if pair[1] and pair not in pairs:
+            pairs.append(pair)
+    if len(pairs) <= 1:
+        return pairs[0][1] if pairs else ""
+    return "\n".join(f"# at commit {commit or '?'}\n{cmd}" for commit, cmd in pairs)
+
+
 def build_document(
     coll: Collection,
     tables: list[Leaderboard],
@@ -210,6 +226,7 @@ def build_document(
     """The report as one JSON-able document; ``report_id`` = sha256 of its content part."""
     newest = max(c.end_time for c in coll.cells)
     date = datetime.fromtimestamp(newest / 1000, tz=UTC).strftime("%Y-%m-%d")
+    run_cmd = _run_commands(tables) or coll.sweep_command
     name = ", ".join(coll.experiment_names)
     content = _clean(
         {
@@ -221,13 +238,13 @@ def build_document(
             "tables": [_table_doc(t) for t in tables],
             "refused": [asdict(r) for r in refused],
             "skipped_runs": [asdict(s) for s in coll.skipped],
-            "sweep_command": coll.sweep_command,
+            "sweep_command": run_cmd,
         }
     )
     report_id = sha256_json(content)
     doc = copy.deepcopy(content)
     doc["report_id"] = report_id
-    doc["commands"] = {"sweep": coll.sweep_command, "report": report_cmd}
+    doc["commands"] = {"sweep": run_cmd, "report": report_cmd}
     exp0 = coll.experiment_ids[0]
     # Links depend on where a dashboard runs, not on the results: added after the id is computed.
     for t in doc["tables"]:

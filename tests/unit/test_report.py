@@ -371,6 +371,26 @@ def test_rerun_cells_count_once_the_newest_run_with_one_note(tmp_path):
     assert notes == [f"toppop seed 0: 3 FINISHED runs, using the newest ({ids[1]}, commit 0123456789ab)"]
 
 
+def test_runs_from_several_sweeps_list_each_command_with_its_commit(tmp_path):
+    pu = _planted()
+    uri = new_sqlite_store(tmp_path)
+    art = (tmp_path / "artifacts").as_uri()
+    cmd_a, cmd_b = "reprorec -m model=ease", "reprorec -m model=toppop"
+    log_sweep(uri, [FakeCell("ease", "linear", 0, pu["ease"])], artifact_location=art, command=cmd_a)
+    log_sweep(
+        uri, [FakeCell("toppop", "non-personalised", 0, pu["toppop"])], artifact_location=art, command=cmd_b
+    )
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), n_resamples=99)
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    commit = "0123456789ab"
+    lines = doc["commands"]["sweep"].split("\n")  # both cells started at the same time: any order
+    assert sorted(zip(lines[::2], lines[1::2], strict=True)) == [
+        (f"# at commit {commit}", c) for c in (cmd_a, cmd_b)
+    ]
+    md = (tmp_path / "r" / "README.md").read_text()
+    assert f"```\n{doc['commands']['sweep']}\n```" in md
+
+
 def test_different_tie_rules_on_the_same_split_are_refused(tmp_path):
     pu = _planted()
     cells = [
