@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.errors import UnknownNameError
 from benchmark.fingerprint import sha256_json
+from benchmark.registry import get_model_spec
 from benchmark.tracking import schema as S
 
 
@@ -38,6 +40,9 @@ class FakeCell:
     extra_metrics: dict[str, float] = field(default_factory=dict)  # e.g. test/item_coverage_at_10
     trial_values: Sequence[float] = (0.1, 0.15, 0.12, 0.2)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    # the logged tuning.search_space; None: the model's registry space (a tuned cell), else one
+    # float per hyperparameter for a model this checkout lacks
+    search_space: dict[str, Any] | None = None
     eval_params: dict[str, str] = field(default_factory=dict)
     log_per_user: bool = True
 
@@ -66,6 +71,15 @@ def new_sqlite_store(folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_TEMPLATE["db"], folder / "mlflow.db")
     return f"sqlite:///{folder}/mlflow.db"
+
+
+def _space(c: FakeCell) -> dict[str, Any]:
+    if c.search_space is not None:
+        return c.search_space
+    try:
+        return get_model_spec(c.model).search_space
+    except UnknownNameError:
+        return {k: {"type": "float"} for k in c.hyperparameters}
 
 
 def _fp(*parts: object) -> str:
@@ -152,7 +166,7 @@ def log_sweep(
                 S.PARAM_TIE_RULE: "item_index",
                 S.PARAM_EXCLUDE: "train+validation",
                 S.PARAM_SPLIT_PARAMS: json.dumps({"test_fraction": 0.2}),
-                S.PARAM_SEARCH_SPACE: json.dumps({k: {"type": "float"} for k in c.hyperparameters}),
+                S.PARAM_SEARCH_SPACE: json.dumps(_space(c)),
                 **{S.PARAM_PREFIX_MODEL + k: str(v) for k, v in c.hyperparameters.items()},
                 **c.eval_params,
             }

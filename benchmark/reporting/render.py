@@ -80,6 +80,11 @@ def _md_table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
     return out
 
 
+def _name_suffix(row: dict[str, Any]) -> str:
+    """' (ref)' for the significance reference, ' (not tuned)' for a tunable model run untuned."""
+    return (" (ref)" if row["mark"] == "ref" else "") + (" (not tuned)" if row.get("untuned") else "")
+
+
 def _row_mark(table: dict[str, Any], row: dict[str, Any], key: str) -> str:
     if key != table["main_key"]:
         return ""
@@ -236,7 +241,7 @@ def markdown(doc: dict[str, Any]) -> str:
         header = ["Family", "Model", "Seeds", "Users"] + [c["label"] for c in t["columns"]]
         body = []
         for r in t["rows"]:
-            name = r["model"] + (" (ref)" if r["mark"] == "ref" else "")
+            name = r["model"] + _name_suffix(r)
             body.append(
                 [r["family"] or "–", name, str(len(r["seeds"])), str(r["n_users"] or "–")]
                 + [
@@ -314,6 +319,7 @@ CSV_FIELDS = [
     "p_value",
     "p_holm",
     "mark",
+    "untuned",
     "run_ids",
 ]
 
@@ -354,6 +360,7 @@ def leaderboard_csv(doc: dict[str, Any]) -> str:
                         "p_value": r["p_value"] if main else None,
                         "p_holm": r["p_holm"] if main else None,
                         "mark": r["mark"] if main else "",
+                        "untuned": bool(r.get("untuned")),
                         "run_ids": ";".join(p["run_id"] for p in r["provenance"]),
                     }
                 )
@@ -425,7 +432,7 @@ def latex(doc: dict[str, Any]) -> str:
                     else ""
                 )
                 cells.append(val + mark + ci)
-            name = tex_escape(r["model"]) + (" (ref)" if r["mark"] == "ref" else "")
+            name = tex_escape(r["model"]) + _name_suffix(r)
             lines.append(f"{fam} & {name} & " + " & ".join(cells) + r" \\")
         lines += [
             r"\bottomrule",
@@ -502,7 +509,7 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
                     else ""
                 )
                 cells.append(val + _h(_row_mark(t, r, c["key"])) + ci)
-            name = _h(r["model"]) + (" (ref)" if r["mark"] == "ref" else "")
+            name = _h(r["model"]) + _name_suffix(r)
             rows.append([_h(r["family"] or "–"), name, str(len(r["seeds"])), _h(r["n_users"] or "–"), *cells])
         out.append(_html_table(header, rows, "leaderboard", raw=True))
         if t["missing_columns"]:

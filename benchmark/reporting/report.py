@@ -132,6 +132,7 @@ def _table_doc(t: Leaderboard) -> dict[str, Any]:
                 "pairing_note": r.pairing_note,
                 "cost": r.cost,
                 "curves": r.curves,
+                "untuned": r.untuned,
                 "provenance": prov,
             }
         )

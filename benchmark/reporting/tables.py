@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.registry import FAMILIES
+from benchmark.errors import ConfigError, UnknownNameError
+from benchmark.registry import FAMILIES, get_model_spec
 from benchmark.reporting.collect import CellRun
 from benchmark.reporting.stats import Interval, bootstrap_ci, holm, paired_test, seeds_ci
 from benchmark.seeds import derive_seed
@@ -87,6 +88,7 @@ class Row:
     pairing_note: str = ""
     cost: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)  # seed -> best-so-far per trial
+    untuned: bool = False  # ran one configuration although its registry entry has a search space
 
     @property
     def seeds(self) -> list[str]:
@@ -348,7 +350,20 @@ def _fill_row(row: Row, columns: Sequence[Column], table_key: tuple[str, ...], n
     skipped = [r.metrics[S.N_USERS_SKIPPED] for r in row.runs if S.N_USERS_SKIPPED in r.metrics]
     row.n_users_skipped = round(float(np.mean(skipped))) if skipped else None
     row.cost = _cost(row.runs)
+    row.untuned = _registry_space_size(row.model) > 0 and any(not _searched(r) for r in row.runs)
     row.curves = {r.seed: _best_so_far(r.trials) for r in row.runs if r.trials is not None}
+
+
+def _searched(run: CellRun) -> bool:
+    return run.params.get(S.PARAM_SEARCH_SPACE, "{}") not in ("{}", "")
+
+
+def _registry_space_size(model: str) -> int:
+    """How many parameters the model's registry entry searches (0 for a model this checkout lacks)."""
+    try:
+        return len(get_model_spec(model).search_space)
+    except (UnknownNameError, ConfigError):
+        return 0
 
 
 def _significance(rows: list[Row], main_key: str, test: str, notes: list[str]) -> str | None:
@@ -455,8 +470,17 @@ def _build_table(
         ref = None
     else:
         ref = _significance(rows, main_key, test, notes)
-    # models with nothing to tune (an empty search space: TopPop, Random) run one trial by design
-    tuned = [r for r in runs if r.params.get(S.PARAM_SEARCH_SPACE, "{}") not in ("{}", "")]
+    # Models with nothing to tune (an empty search space: TopPop, Random) run one trial by design;
+    # a tunable model run with its search space emptied (e.g. the paper's published configuration)
+    # is not a tuned result, and the reader must not take it for one.
+    for row in rows:
+        if row.untuned:
+            notes.append(
+                f"{row.model} (not tuned): ran one configuration, its model.params, with an empty search "
+                f"space, while conf/model/{row.model}.yaml searches {_registry_space_size(row.model)} "
+                "parameters; the other models were tuned, so this row is not an equal-budget result"
+            )
+    tuned = [r for r in runs if _searched(r)]
     parity = {p: sorted({r.params.get(p, "") for r in tuned}) for p in PARITY_PARAMS}
     for p, vals in parity.items():
         if len(vals) > 1:

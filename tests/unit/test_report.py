@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from benchmark.errors import DataError
@@ -422,3 +423,33 @@ def test_main_metric_outside_the_requested_columns_is_shown_and_tested(planted_s
     raw = float(stats.wilcoxon(pu["itemknn"]["ndcg_at_10"], pu["ease"]["ndcg_at_10"]).pvalue)
     assert _row({"tables": [table]}, "itemknn")["p_value"] == pytest.approx(raw)
     assert not any("was not logged" in n for n in table["notes"])
+
+
+def test_a_tunable_model_run_with_an_empty_search_space_is_marked_not_tuned(tmp_path):
+    """A paper-configuration run (search space emptied) must not pass for a tuned row; TopPop,
+    which has nothing to tune, and a tuned ItemKNN are not marked."""
+    pu = _planted()
+    cells = [
+        FakeCell("toppop", "non-personalised", 0, pu["toppop"]),
+        FakeCell("itemknn", "neighbourhood", 0, pu["itemknn"]),
+        FakeCell("neumf", "neural", 0, pu["neumf"], search_space={}),
+    ]
+    uri = _store(tmp_path, cells)
+    out = tmp_path / "report"
+    generate_report(uri, out_dir=out, cutoffs=(10,), n_resamples=99)
+    doc = json.loads((out / "report.json").read_text())
+    assert [(r["model"], r["untuned"]) for r in doc["tables"][0]["rows"]] == [
+        ("toppop", False),
+        ("itemknn", False),
+        ("neumf", True),
+    ]
+    notes = doc["tables"][0]["notes"]
+    n_space = len(yaml.safe_load((REPO / "conf/model/neumf.yaml").read_text())["search_space"])
+    assert any(n.startswith("neumf (not tuned)") and f"searches {n_space} parameters" in n for n in notes)
+    assert not any("tuning parity" in n for n in notes)  # the untuned row is named, not a parity breach
+    md = (out / "README.md").read_text()
+    assert "| neural | neumf (not tuned) |" in md and "itemknn (not tuned)" not in md
+    assert "neumf (not tuned)" in (out / "report.html").read_text()
+    csv = pd.read_csv(out / "leaderboard.csv", comment="#")
+    untuned = csv.groupby("model")["untuned"].all().to_dict()
+    assert untuned == {"itemknn": False, "neumf": True, "toppop": False}
