@@ -62,7 +62,9 @@ class TunerConfig:
     """``conf/tuner/*.yaml``: the tuning protocol, the same for every model of a sweep.
 
     Attributes:
-        name: ``optuna`` (tune on train vs validation) or ``none`` (fit ``model.params`` as given).
+        name: ``optuna`` (tune on train vs validation), ``fixed`` (one trial of ``model.params``:
+            no search, but iterative models are early-stopped on validation) or ``none`` (fit
+            ``model.params`` as given).
         n_trials: trial budget per cell (Dacrema et al.: 50).
         n_startup_trials: the first trials are random search, then TPE (Dacrema et al.: 15).
         sampler: ``tpe`` or ``random``.

@@ -10,6 +10,9 @@ The protocol (Dacrema et al., TOIS 2021):
    before this step.
 
 ``tuner.name=none`` skips 2 and refits ``model.params`` as given (published-hyperparameter checks).
+``tuner.name=fixed`` searches nothing either: step 2 is one trial of ``model.params``, so an
+iterative model's epoch count is still early-stopped on validation (how Dacrema et al. ran the
+papers' neural models with their published hyperparameters).
 
 A cell is identified by its *cell key*: data and split fingerprints, model and its defaults, search
 space, tuning budget, evaluation settings, seed and code version. A cell whose key already has a
@@ -163,7 +166,10 @@ def _published_datasheet(cfg: Config, split: Split) -> dict[str, Any] | None:
 def prepare_cell(cfg: Config) -> PreparedCell:
     """Load data, split, and compute the cell key (no fitting)."""
     spec = model_spec(cfg)
-    space = parse_space(spec.search_space, source=spec.path + ": search_space")
+    # tuner=fixed: an empty space, i.e. one trial of model.params (Hydra merges a `{}` override into
+    # the YAML's mapping, so the space cannot be emptied from the command line)
+    raw_space = {} if cfg.tuner.name == "fixed" else spec.search_space
+    space = parse_space(raw_space, source=spec.path + ": search_space")
     names = spec.load_class()._param_names()
     fixed = {
         p: derive_seed(cfg.dataset.name, cfg.split.name, spec.name, cfg.seed, "model") % (2**31)
@@ -403,7 +409,7 @@ def _run_prepared(
 
     # ---------------------------------------------------------------- tuning (train vs validation)
     tuning: TuningResult | None = None
-    if cfg.tuner.name == "optuna":
+    if cfg.tuner.name in ("optuna", "fixed"):
         from benchmark.tuning.worker import WorkerPool
 
         with WorkerPool(p, tracker.uri, experiment_id, run_id) as pool:
@@ -412,7 +418,7 @@ def _run_prepared(
     elif cfg.tuner.name == "none":
         final_params = {**spec.params, **p.fixed_params}
     else:
-        raise ConfigError(f"tuner.name={cfg.tuner.name!r} is not one of ['optuna', 'none']")
+        raise ConfigError(f"tuner.name={cfg.tuner.name!r} is not one of ['optuna', 'fixed', 'none']")
 
     # ---------------------------------------------------------------- refit on train + validation
     model = spec.build(**final_params)

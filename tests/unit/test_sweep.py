@@ -323,6 +323,18 @@ def test_tuner_none_fits_the_given_params_on_train_plus_validation(work: Path) -
     assert cell.data.metrics["test/ndcg_at_10"] == pytest.approx(expected["test/ndcg_at_10"], abs=1e-12)
 
 
+def test_tuner_fixed_runs_one_trial_of_the_given_params_and_early_stops_it(work: Path) -> None:
+    """The published-configuration mode: nothing searched (lr stays 0.5 though curve.yaml searches
+    it), but the epoch count is early-stopped on validation: Curve is best at the first validated
+    epoch (5) and reverses after its peak (12), so refitting model.params.epochs=30 would be wrong."""
+    reprorec(work, "model=curve", "tuner=fixed", "+model.params.lr=0.5", *FAST)
+    (cell,) = runs(work, S.RUN_TYPE_CELL)
+    assert cell.info.status == "FINISHED" and cell.data.tags[S.TUNER] == "fixed"
+    assert len(children([cell], runs(work, S.RUN_TYPE_TRIAL), cell.info.run_id)) == 1
+    assert cell.data.params[S.PARAM_SEARCH_SPACE] == "{}" and cell.data.params[S.PARAM_N_TRIALS] == "1"
+    assert cell.data.params[S.PARAM_BEST_EPOCH] == "5" and float(cell.data.params["model.lr"]) == 0.5
+
+
 # ---------------------------------------------------------------------------- parallel workers
 def test_smoke_experiment_with_two_joblib_workers_loses_nothing(work: Path) -> None:
     reprorec(work, "-m", "experiment=smoke", "hydra/launcher=parallel", "progress=false", timeout=600)
