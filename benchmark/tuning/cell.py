@@ -11,8 +11,8 @@ The protocol (Dacrema et al., TOIS 2021):
 
 ``tuner.name=none`` skips 2 and refits ``model.params`` as given (published-hyperparameter checks).
 ``tuner.name=fixed`` searches nothing either: step 2 is one trial of ``model.params``, so an
-iterative model's epoch count is still early-stopped on validation (how Dacrema et al. ran the
-papers' neural models with their published hyperparameters).
+iterative model's epoch count is still early-stopped on validation (Dacrema et al. ran the papers'
+neural models with the authors' hyperparameters, not re-tuned).
 
 A cell is identified by its *cell key*: data and split fingerprints, model and its defaults, search
 space, tuning budget, evaluation settings, seed and code version. A cell whose key already has a
