@@ -43,6 +43,7 @@ class FakeCell:
     # the logged tuning.search_space; None: the model's registry space (a tuned cell), else one
     # float per hyperparameter for a model this checkout lacks
     search_space: dict[str, Any] | None = None
+    tuner: str = "optuna"  # the reprorec.tuner tag
     eval_params: dict[str, str] = field(default_factory=dict)
     log_per_user: bool = True
 
@@ -133,6 +134,7 @@ def log_sweep(
             fp_split = c.split_fingerprint or _fp(c.dataset, c.split, c.seed)
             tags = {
                 S.RUN_TYPE: S.RUN_TYPE_CELL,
+                S.TUNER: c.tuner,
                 S.PARENT_RUN_ID: sweep_id,
                 S.SWEEP_ID: sweep_id,
                 S.CELL_KEY: _fp(c.dataset, c.split, c.model, c.seed),

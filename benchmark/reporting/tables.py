@@ -355,7 +355,8 @@ def _fill_row(row: Row, columns: Sequence[Column], table_key: tuple[str, ...], n
 
 
 def _searched(run: CellRun) -> bool:
-    return run.params.get(S.PARAM_SEARCH_SPACE, "{}") not in ("{}", "")
+    """Whether the run's hyperparameters came from a search (tuner=none logs a space it never searched)."""
+    return run.tags.get(S.TUNER) != "none" and run.params.get(S.PARAM_SEARCH_SPACE, "{}") not in ("{}", "")
 
 
 def _registry_space_size(model: str) -> int:
@@ -471,13 +472,14 @@ def _build_table(
     else:
         ref = _significance(rows, main_key, test, notes)
     # Models with nothing to tune (an empty search space: TopPop, Random) run one trial by design;
-    # a tunable model run with its search space emptied (e.g. the paper's published configuration)
-    # is not a tuned result, and the reader must not take it for one.
+    # a tunable model run without search (tuner=fixed or none, e.g. a paper's published
+    # configuration) is not a tuned result, and the reader must not take it for one.
     for row in rows:
         if row.untuned:
+            how = sorted({r.tags.get(S.TUNER, "?") for r in row.runs if not _searched(r)})
             notes.append(
-                f"{row.model} (not tuned): ran one configuration, its model.params, with an empty search "
-                f"space, while conf/model/{row.model}.yaml searches {_registry_space_size(row.model)} "
+                f"{row.model} (not tuned): ran its model.params without search (tuner={'/'.join(how)}), "
+                f"while conf/model/{row.model}.yaml searches {_registry_space_size(row.model)} "
                 "parameters; the other models were tuned, so this row is not an equal-budget result"
             )
     tuned = [r for r in runs if _searched(r)]

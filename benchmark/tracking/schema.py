@@ -44,7 +44,7 @@ WORKER = "reprorec.worker"  # which worker of the cell ran the trial (tuner.work
 BEST_EPOCH = "reprorec.best_epoch"
 SWEEP_KEY = "reprorec.sweep_key"  # sha256 of the sweep's overrides + code version (a rerun reuses the run)
 CODE_VERSION = "reprorec.code_version"  # package version + git commit (+ -dirty): part of the cell key
-TUNER = "reprorec.tuner"  # optuna | none
+TUNER = "reprorec.tuner"  # optuna | fixed | none
 FP_SEARCH_SPACE = "reprorec.fingerprint.search_space"
 
 # ---------------------------------------------------------------- experiment tags

@@ -425,14 +425,16 @@ def test_main_metric_outside_the_requested_columns_is_shown_and_tested(planted_s
     assert not any("was not logged" in n for n in table["notes"])
 
 
-def test_a_tunable_model_run_with_an_empty_search_space_is_marked_not_tuned(tmp_path):
-    """A paper-configuration run (search space emptied) must not pass for a tuned row; TopPop,
-    which has nothing to tune, and a tuned ItemKNN are not marked."""
+def test_tunable_models_run_without_search_are_marked_not_tuned(tmp_path):
+    """A tuner=fixed run (empty search space) and a tuner=none run (which logs the space it did not
+    search) must not pass for tuned rows; TopPop, which has nothing to tune, even under tuner=none,
+    and a tuned ItemKNN are not marked."""
     pu = _planted()
     cells = [
-        FakeCell("toppop", "non-personalised", 0, pu["toppop"]),
+        FakeCell("toppop", "non-personalised", 0, pu["toppop"], tuner="none"),
         FakeCell("itemknn", "neighbourhood", 0, pu["itemknn"]),
-        FakeCell("neumf", "neural", 0, pu["neumf"], search_space={}),
+        FakeCell("ease", "linear", 0, pu["ease"], tuner="none"),
+        FakeCell("neumf", "neural", 0, pu["neumf"], search_space={}, tuner="fixed"),
     ]
     uri = _store(tmp_path, cells)
     out = tmp_path / "report"
@@ -441,15 +443,19 @@ def test_a_tunable_model_run_with_an_empty_search_space_is_marked_not_tuned(tmp_
     assert [(r["model"], r["untuned"]) for r in doc["tables"][0]["rows"]] == [
         ("toppop", False),
         ("itemknn", False),
+        ("ease", True),
         ("neumf", True),
     ]
     notes = doc["tables"][0]["notes"]
     n_space = len(yaml.safe_load((REPO / "conf/model/neumf.yaml").read_text())["search_space"])
+    assert any(n.startswith("neumf (not tuned)") and "(tuner=fixed), while" in n for n in notes)
     assert any(n.startswith("neumf (not tuned)") and f"searches {n_space} parameters" in n for n in notes)
-    assert not any("tuning parity" in n for n in notes)  # the untuned row is named, not a parity breach
+    assert any(n.startswith("ease (not tuned)") and "(tuner=none)" in n for n in notes)
+    assert not any("tuning parity" in n for n in notes)  # the untuned rows are named, not parity breaches
     md = (out / "README.md").read_text()
-    assert "| neural | neumf (not tuned) |" in md and "itemknn (not tuned)" not in md
+    assert "| neural | neumf (not tuned) |" in md and "| linear | ease (ref) (not tuned) |" in md
+    assert "itemknn (not tuned)" not in md and "toppop (not tuned)" not in md
     assert "neumf (not tuned)" in (out / "report.html").read_text()
     csv = pd.read_csv(out / "leaderboard.csv", comment="#")
     untuned = csv.groupby("model")["untuned"].all().to_dict()
-    assert untuned == {"itemknn": False, "neumf": True, "toppop": False}
+    assert untuned == {"ease": True, "itemknn": False, "neumf": True, "toppop": False}
