@@ -11,6 +11,12 @@ The URLs (with the generated password) are written to ``<dir>/urls.json`` (mode 
 ``reprorec`` reads for ``tracking=server`` / ``tuner.storage=services``. ``down`` stops both by
 PID; ``status`` says what runs. Every URL printed or logged goes through :func:`redact_url`.
 
+The password is never on a command line (``ps`` shows every process's arguments to every local
+user) nor in any other file: ``initdb`` reads it from a 0600 file removed right after, ``createdb``
+from ``$PGPASSWORD``, and the MLflow server gets its backend store URI from
+``$MLFLOW_BACKEND_STORE_URI`` (a process's environment is readable only by its owner and root).
+``urls.json`` is the one file that holds it; ``state.json`` (PIDs, ports) does not.
+
 PostgreSQL refuses to run as root; when started by root the server runs as the ``postgres``
 system user (``runuser``), which owns the data folder.
 """
@@ -32,8 +38,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 from benchmark.errors import ReproRecError
@@ -46,6 +54,135 @@ PG_USER = "reprorec"
 
 class ServiceError(ReproRecError):
     """A local service could not be started, reached or stopped."""
+
+
+#: The signals that end a command: Ctrl-C, ``kill``/systemd, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(BaseException):
+    """A stop signal arrived (like :class:`KeyboardInterrupt`, for SIGTERM and SIGHUP too).
+
+    A ``BaseException`` so that ``except Exception`` blocks do not swallow it, and cleanup in
+    ``finally`` / ``except BaseException`` blocks (stopping the servers started so far) runs.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell convention for a command ended by a signal: 128 + the signal number."""
+        return 128 + self.signum
+
+
+class StopSignals:
+    """Turn SIGINT/SIGTERM/SIGHUP into :class:`Terminated`, so that a command stops what it started.
+
+    Python's default for SIGTERM and SIGHUP ends the interpreter at once, without ``finally``
+    blocks: the servers a command started in their own session would keep running. Used as a
+    context manager (main thread only), it installs handlers that only *record* a signal; inside
+    :meth:`armed` the first signal raises :class:`Terminated` (at once if one came before). Later
+    signals are only recorded, so that the cleanup after the first one is not cut short.
+
+    A signal that was ignored when the command started (``nohup`` ignores SIGHUP) stays ignored.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._armed = False
+        self._previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
+
+    def __enter__(self) -> StopSignals:
+        for signum in STOP_SIGNALS:
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:
+                continue
+            # None: a handler not set from Python, which cannot be put back; the default it is.
+            self._previous[signum] = signal.SIG_DFL if previous is None else previous
+            signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._armed = False
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self._armed:
+            self._armed = False
+            raise Terminated(signum)
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        """A block that a stop signal interrupts with :class:`Terminated`."""
+        if self.signum is not None:
+            raise Terminated(self.signum)
+        self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the process group ``pgid`` still runs (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    # killpg also succeeds for zombies, which only wait for a parent to collect their status
+    # (an orphan's parent may be an init that never does): /proc tells them apart.
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def stop_process_group(pgid: int, timeout: float = 15.0, reap: Callable[[], object] | None = None) -> None:
+    """SIGTERM the process group ``pgid`` and wait until all of it ended; SIGKILL what lingers.
+
+    Waiting for the leader alone is not enough: a server's workers may outlive it for a moment,
+    still holding the port.
+
+    Args:
+        pgid: the group (the PID of its leader, started with ``start_new_session=True``).
+        timeout: seconds to wait after SIGTERM, and again after SIGKILL.
+        reap: collects the leader's exit status when it is our child (``Popen.poll``); default:
+            ``waitpid`` on ``pgid`` when it is our child.
+    """
+
+    def _reap() -> None:
+        if reap is not None:
+            reap()
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pgid, os.WNOHANG)
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + timeout
+        while True:
+            _reap()
+            if not _group_alive(pgid):
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
 
 
 def redact_url(url: str) -> str:
@@ -120,7 +257,11 @@ def pg_bin(name: str) -> str:
 
 @dataclass
 class ServicesState:
-    """What ``up`` started: enough to reach and to stop it."""
+    """What ``up`` started: enough to reach and to stop it.
+
+    ``pg_password`` is not written to ``state.json``: :func:`read_state` takes it from
+    ``urls.json``, the one file meant to hold it.
+    """
 
     dir: str
     pg_dir: str
@@ -169,15 +310,24 @@ def _state_file(folder: Path) -> Path:
 
 def _write_state(state: ServicesState) -> None:
     path = _state_file(Path(state.dir))
-    atomic_write_text(path, json.dumps(asdict(state), indent=2))
+    data = asdict(state)
+    del data["pg_password"]  # only urls.json holds the password
+    atomic_write_text(path, json.dumps(data, indent=2))
     os.chmod(path, 0o600)
 
 
 def read_state(folder: Path = DEFAULT_DIR) -> ServicesState | None:
+    """What ``up`` started in ``folder`` (None when nothing), its password from ``urls.json``."""
     path = _state_file(folder)
     if not path.exists():
         return None
-    return ServicesState(**json.loads(path.read_text()))
+    data = json.loads(path.read_text())
+    data.pop("pg_password", None)  # written there by older versions
+    password = ""
+    # urls.json is written last: a start under way or one that failed has no password to give.
+    with contextlib.suppress(ServiceError, OSError, KeyError, ValueError):
+        password = urlsplit(read_urls(folder)["optuna_storage"]).password or ""
+    return ServicesState(**data, pg_password=password)
 
 
 def read_urls(folder: Path = DEFAULT_DIR) -> dict[str, str]:
@@ -186,6 +336,14 @@ def read_urls(folder: Path = DEFAULT_DIR) -> dict[str, str]:
     if not path.exists():
         raise ServiceError(f"{path} not found: start the services with `reprorec-services up`")
     return dict(json.loads(path.read_text()))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only (0600 from the start: no window with 0644)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -199,11 +357,17 @@ def _pid_alive(pid: int) -> bool:
 
 
 def up(folder: Path = DEFAULT_DIR, *, timeout: float = 90) -> ServicesState:
-    """Start PostgreSQL and the MLflow server (loopback only); return their state."""
+    """Start PostgreSQL and the MLflow server (loopback only); return their state.
+
+    Whatever was started is stopped again when starting fails or is interrupted (an exception,
+    :class:`KeyboardInterrupt`, :class:`Terminated`). No spawned command line holds the password.
+    """
     folder = folder.resolve()
     existing = read_state(folder)
     if existing is not None and existing.mlflow_pid and _pid_alive(existing.mlflow_pid):
         return existing
+    if existing is not None:
+        down(folder)  # leftovers of a start that died half-way (e.g. SIGKILL): stop them first
     folder.mkdir(parents=True, exist_ok=True)
     artifacts = folder / "artifacts"
     artifacts.mkdir(exist_ok=True)
@@ -216,10 +380,29 @@ def up(folder: Path = DEFAULT_DIR, *, timeout: float = 90) -> ServicesState:
         pg_root = folder / "postgres"
         shutil.rmtree(pg_root, ignore_errors=True)
         pg_root.mkdir()
+    password = secrets.token_urlsafe(18)
+    state = ServicesState(str(folder), str(pg_root), free_port(), password, 0, 0, time.time())
+    # Written before anything starts, so that `down` (here on failure, or by hand after a
+    # SIGKILL) finds what to stop and to remove.
+    _write_state(state)
+    try:
+        _start_postgres(state, timeout)
+        _start_mlflow(state, timeout)
+    except BaseException:
+        down(folder)
+        raise
+    urls = folder / "urls.json"
+    atomic_write_text(urls, json.dumps(state.urls(), indent=2))  # a mkstemp file: 0600 from the start
+    os.chmod(urls, 0o600)
+    return state
+
+
+def _start_postgres(state: ServicesState, timeout: float = 90) -> None:
+    """initdb (the password read from a 0600 file), start the server, create the two databases."""
+    pg_root = Path(state.pg_dir)
     pgdata, sock, pwfile = pg_root / "data", pg_root / "sock", pg_root / "pwfile"
     sock.mkdir()
-    password = secrets.token_urlsafe(18)
-    atomic_write_text(pwfile, password + "\n")
+    _write_private(pwfile, state.pg_password + "\n")
     if os.geteuid() == 0:
         shutil.chown(sock, "postgres")
         shutil.chown(pwfile, "postgres")
@@ -243,76 +426,76 @@ def up(folder: Path = DEFAULT_DIR, *, timeout: float = 90) -> ServicesState:
         )
     finally:
         pwfile.unlink(missing_ok=True)
-    pg_port = free_port()
-    state = ServicesState(str(folder), str(pg_root), pg_port, password, 0, 0, time.time())
-    _write_state(state)
-    try:
-        opts = f"-c listen_addresses={LOOPBACK} -p {pg_port} -k {sock}"
-        _run(
-            _as_pg_user(
-                [
-                    pg_bin("pg_ctl"),
-                    "-D",
-                    str(pgdata),
-                    "-l",
-                    str(pg_root / "postgres.log"),
-                    "-o",
-                    opts,
-                    "-w",
-                    "-t",
-                    str(int(timeout)),
-                    "start",
-                ]
-            ),
-            "starting PostgreSQL",
-            timeout=timeout + 10,
+    opts = f"-c listen_addresses={LOOPBACK} -p {state.pg_port} -k {sock}"
+    _run(
+        _as_pg_user(
+            [
+                pg_bin("pg_ctl"),
+                "-D",
+                str(pgdata),
+                "-l",
+                str(pg_root / "postgres.log"),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ]
+        ),
+        "starting PostgreSQL",
+        timeout=timeout + 10,
+    )
+    # libpq reads $PGPASSWORD: the password stays off createdb's command line.
+    env = {**os.environ, "PGPASSWORD": state.pg_password}
+    for db in ("mlflow", "optuna"):
+        proc = subprocess.run(
+            [pg_bin("createdb"), "-h", LOOPBACK, "-p", str(state.pg_port), "-U", PG_USER, db],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
-        env = {**os.environ, "PGPASSWORD": password}
-        for db in ("mlflow", "optuna"):
-            proc = subprocess.run(
-                [pg_bin("createdb"), "-h", LOOPBACK, "-p", str(pg_port), "-U", PG_USER, db],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=60,
-            )
-            if proc.returncode != 0:
-                raise ServiceError(f"createdb {db} failed: {proc.stderr.strip()}")
-        state.mlflow_port = free_port()
-        backend = f"{state.pg_url}/mlflow"
-        with open(folder / "mlflow.log", "ab") as log:
-            proc_ml = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "server",
-                    "--host",
-                    LOOPBACK,
-                    "--port",
-                    str(state.mlflow_port),
-                    "--backend-store-uri",
-                    backend,
-                    "--artifacts-destination",
-                    str(artifacts),
-                    "--workers",
-                    "2",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-            )
-        state.mlflow_pid = proc_ml.pid
-        _write_state(state)
-        _wait_http(f"{state.tracking_uri}/health", timeout, proc_ml)
-    except BaseException:
-        down(folder)
-        raise
-    urls = folder / "urls.json"
-    atomic_write_text(urls, json.dumps(state.urls(), indent=2))
-    os.chmod(urls, 0o600)
-    return state
+        if proc.returncode != 0:
+            raise ServiceError(f"createdb {db} failed: {redact_text(proc.stderr.strip())}")
+
+
+def _start_mlflow(state: ServicesState, timeout: float) -> None:
+    """Start the MLflow server on the ``mlflow`` database and wait until it is healthy."""
+    folder = Path(state.dir)
+    state.mlflow_port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": "",
+        # `mlflow server` reads --backend-store-uri from this variable (and passes it on to its
+        # uvicorn workers the same way): a URI with the password never shows in `ps`.
+        "MLFLOW_BACKEND_STORE_URI": f"{state.pg_url}/mlflow",
+    }
+    with open(folder / "mlflow.log", "ab") as log:
+        proc_ml = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(state.mlflow_port),
+                "--artifacts-destination",
+                str(folder / "artifacts"),
+                "--workers",
+                "2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own process group (with its uvicorn workers), which `down` stops as a whole.
+            start_new_session=True,
+            env=env,
+        )
+    state.mlflow_pid = proc_ml.pid
+    _write_state(state)
+    _wait_http(f"{state.tracking_uri}/health", timeout, proc_ml)
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -332,21 +515,16 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
 
 
 def down(folder: Path = DEFAULT_DIR) -> bool:
-    """Stop the MLflow server (by PID, whole process group) and PostgreSQL; True if anything ran."""
+    """Stop the MLflow server (its whole process group) and PostgreSQL; True if anything ran.
+
+    Returns only once no process of the MLflow server's group is left and PostgreSQL stopped, so
+    that nothing listens on their ports any more.
+    """
     folder = folder.resolve()
     state = read_state(folder)
     stopped = False
-    if state is not None and state.mlflow_pid and _pid_alive(state.mlflow_pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(state.mlflow_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _pid_alive(state.mlflow_pid):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(state.mlflow_pid, os.WNOHANG)
-            time.sleep(0.2)
-        if _pid_alive(state.mlflow_pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(state.mlflow_pid, signal.SIGKILL)
+    if state is not None and state.mlflow_pid and _group_alive(state.mlflow_pid):
+        stop_process_group(state.mlflow_pid)
         stopped = True
     if state is not None:
         pgdata = Path(state.pg_dir) / "data"

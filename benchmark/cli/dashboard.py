@@ -4,17 +4,23 @@ Equivalent documented command::
 
     mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
+(except that the store URI goes to the server through ``$MLFLOW_BACKEND_STORE_URI``, never on its
+command line, which every local user sees with ``ps``: a database URI may hold a password).
+
 The printed link opens the classic *runs* view of the experiment (``#/experiments/<id>/runs``),
 where the sweep run is the parent of its nested cell runs, not MLflow 3's GenAI overview.
+
+The command runs until the server exits or a signal ends it: Ctrl-C (SIGINT), SIGTERM (``kill``,
+systemd) or SIGHUP (a closed terminal). Either way the server and all its worker processes are
+stopped before it exits, with status 128 + the signal number (130, 143, 129), or 1 when the server
+exited by itself. A signal ignored at start stays ignored (``nohup`` keeps it running).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +30,9 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from benchmark.services import StopSignals, Terminated, redact_text, redact_url, stop_process_group
 from benchmark.tracking import schema as S
 
 HOST = "127.0.0.1"
@@ -131,22 +139,18 @@ class Dashboard:
         raise TimeoutError(f"mlflow server at {self.url} not ready after {timeout:.0f}s:\n{self._log_tail()}")
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Terminate the server's process group (workers included), then kill it if it lingers."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
+        """Terminate the server's process group, then kill what lingers; return when none is left.
+
+        The whole group, not only its leader: the uvicorn supervisor and its workers hold the port,
+        and outlive the ``mlflow server`` process for a moment (or for good, if it was killed).
+        """
+        stop_process_group(self.process.pid, timeout, reap=self.process.poll)
+        self.process.poll()
 
     def _log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
-        return self.log_path.read_text(errors="replace")[-3000:]
+        return redact_text(self.log_path.read_text(errors="replace")[-3000:])
 
 
 def start_dashboard(
@@ -169,8 +173,6 @@ def start_dashboard(
         "-m",
         "mlflow",
         "server",
-        "--backend-store-uri",
-        tracking_uri,
         "--host",
         HOST,
         "--port",
@@ -179,7 +181,9 @@ def start_dashboard(
         str(workers),
     ]
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115  (handed to the child)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    # `mlflow server` reads --backend-store-uri from $MLFLOW_BACKEND_STORE_URI: a database URI's
+    # password stays off the command line (a process's environment is private to its user).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_BACKEND_STORE_URI": tracking_uri}
     # A new session: the server and its workers form one process group that stop() ends.
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return Dashboard(proc, f"http://{HOST}:{port}", log_path)
@@ -192,50 +196,74 @@ def _experiment_id(tracking_uri: str, name: str) -> str | None:
     return exp.experiment_id if exp else None
 
 
+def _has_password(uri: str) -> bool:
+    try:
+        return urlsplit(uri).password is not None
+    except ValueError:
+        return False
+
+
+def _serve(dash: Dashboard, uri: str, experiment: str) -> int:
+    """Print the links once the server is ready, then wait for it; 1 when it exits by itself."""
+    dash.wait_ready()
+    exp_id = _experiment_id(uri, experiment)
+    if exp_id is None:
+        print(f"MLflow UI at {dash.url} (experiment {experiment!r} not found yet)", flush=True)
+    else:
+        print(f"MLflow UI, runs of {experiment!r} (sweeps with nested cells): {runs_url(dash.url, exp_id)}")
+        print(
+            "cell runs with test metrics and fingerprints as columns: "
+            f"{runs_url(dash.url, exp_id, view=install_cells_view(uri, exp_id))}",
+            flush=True,
+        )
+    print(f"server PID {dash.pid}; stop with Ctrl-C", flush=True)
+    code = dash.process.wait()
+    print(f"reprorec-dashboard: the MLflow server exited with code {code}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="reprorec-dashboard",
         description="Start the MLflow UI on 127.0.0.1 over the project's tracking store "
         "and print the runs-view URL.",
+        epilog="Ctrl-C, SIGTERM and SIGHUP stop the server and all its workers; the exit status is "
+        "then 128 + the signal number (130, 143, 129), 1 when the server exited by itself.",
     )
     p.add_argument(
         "--tracking-uri",
         default=None,
-        help="backend store (default: $MLFLOW_TRACKING_URI or MLflow's default sqlite:///mlflow.db)",
+        help="backend store (default: $MLFLOW_TRACKING_URI or MLflow's default sqlite:///mlflow.db); "
+        "give a URI with a password through $MLFLOW_TRACKING_URI: command lines are public",
     )
     p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--experiment", default="reprorec", help="experiment whose runs view is printed")
     args = p.parse_args(argv)
+    if args.tracking_uri and _has_password(args.tracking_uri):
+        print(
+            "reprorec-dashboard: warning: --tracking-uri holds a password, which every local user "
+            "can read in this command line (ps); set MLFLOW_TRACKING_URI instead",
+            file=sys.stderr,
+        )
     import mlflow
 
     uri = args.tracking_uri or mlflow.get_tracking_uri()
     if uri.startswith(("http://", "https://")):
         exp_id = _experiment_id(uri, args.experiment)
-        print(f"{uri} is already a tracking server; open " + (runs_url(uri, exp_id) if exp_id else uri))
+        shown = redact_url(uri)
+        print(f"{shown} is already a tracking server; open " + (runs_url(shown, exp_id) if exp_id else shown))
         return 0
-    dash = start_dashboard(uri, port=args.port)
-    try:
-        dash.wait_ready()
-        exp_id = _experiment_id(uri, args.experiment)
-        if exp_id is None:
-            print(f"MLflow UI at {dash.url} (experiment {args.experiment!r} not found yet)", flush=True)
-        else:
-            print(
-                f"MLflow UI, runs of {args.experiment!r} (sweeps with nested cells): "
-                f"{runs_url(dash.url, exp_id)}"
-            )
-            print(
-                "cell runs with test metrics and fingerprints as columns: "
-                f"{runs_url(dash.url, exp_id, view=install_cells_view(uri, exp_id))}",
-                flush=True,
-            )
-        print(f"server PID {dash.pid}; stop with Ctrl-C", flush=True)
-        dash.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        dash.stop()
-    return 0
+    # SIGTERM/SIGHUP would otherwise end Python at once, without the `finally` below, and leave the
+    # server (its own session, so no terminal signal reaches it) running with the port open.
+    with StopSignals() as stop:
+        dash = start_dashboard(uri, port=args.port)  # a signal meanwhile is raised just below
+        try:
+            with stop.armed():
+                return _serve(dash, uri, args.experiment)
+        except Terminated as exc:
+            return exc.exit_code
+        finally:
+            dash.stop()  # further signals are only recorded: the stop is not cut short
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tracking-uri",
         default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default sqlite:///mlflow.db)",
+        help="MLflow tracking URI, or the path of a sqlite file (default: $MLFLOW_TRACKING_URI or MLflow's "
+        "default sqlite:///mlflow.db); a sqlite file or store folder that does not exist is an error",
     )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--experiment", default=None, help="experiment name (default: reprorec)")
@@ -73,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     from benchmark.errors import ReproRecError
     from benchmark.registry import repo_root
     from benchmark.reporting import generate_report
+    from benchmark.reporting.portable import TRACKING_URI_ENV
 
-    uri = args.tracking_uri or mlflow.get_tracking_uri()
+    env_uri = os.environ.get(TRACKING_URI_ENV) or None
+    # Where the URI came from decides how the report names it: "$MLFLOW_TRACKING_URI" for the
+    # environment's (it may hold a password, and is what the reader sets too), a path otherwise.
+    from_env = args.tracking_uri is None and env_uri is not None
+    uri = args.tracking_uri or env_uri or mlflow.get_tracking_uri()
     out = args.out or repo_root() / "reports" / (
         args.experiment or (f"sweep-{args.sweep}" if args.sweep else "reprorec")
     )
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             test=args.test,
             split_by_fingerprint=args.split_by_fingerprint,
             n_resamples=args.resamples,
+            from_env=from_env,
         )
     except ReproRecError as exc:
         print(f"reprorec-report: error: {exc}", file=sys.stderr)

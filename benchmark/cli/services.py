@@ -1,4 +1,10 @@
-"""``reprorec-services up|down|status``: local PostgreSQL + MLflow server on 127.0.0.1."""
+"""``reprorec-services up|down|status``: local PostgreSQL + MLflow server on 127.0.0.1.
+
+``up`` returns once both servers run (they stay up, in the background, until ``down``). When
+``up`` is stopped while it starts them (Ctrl-C, SIGTERM, SIGHUP), it stops what it had started
+and exits with 128 + the signal number (130, 143, 129). ``down`` returns once nothing of either
+server is left.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reprorec-services",
         description="Start/stop a PostgreSQL server and an MLflow tracking server on 127.0.0.1.",
+        epilog="Exit status: 0, 1 on an error, 128 + the signal number when a signal stopped `up` "
+        "(what it had started is stopped too).",
     )
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument(
@@ -25,7 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
-            state = services.up(args.dir)
+            # Without this, SIGTERM/SIGHUP would end Python at once and leave the servers started
+            # so far running; as Terminated, up()'s cleanup stops them.
+            with services.StopSignals() as stop:
+                try:
+                    with stop.armed():
+                        state = services.up(args.dir)
+                except services.Terminated as exc:
+                    # A no-op but when the signal came just after up() returned; signals during
+                    # it are only recorded (still in StopSignals).
+                    services.down(args.dir)
+                    print(
+                        f"reprorec-services: stopped by signal {exc.signum}; stopped what was started",
+                        file=sys.stderr,
+                    )
+                    return exc.exit_code
             print(f"PostgreSQL  127.0.0.1:{state.pg_port} (databases mlflow, optuna)")
             print(f"MLflow      {state.tracking_uri}")
             print(f"Optuna      {services.redact_url(state.optuna_storage)}")
@@ -35,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(services.status(args.dir), indent=2))
     except services.ServiceError as exc:
-        print(f"reprorec-services: {exc}", file=sys.stderr)
+        print(f"reprorec-services: {services.redact_text(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

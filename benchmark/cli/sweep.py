@@ -25,6 +25,7 @@ Sweep bookkeeping (a Hydra callback in the launching process):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,12 +36,14 @@ from typing import Any
 
 from benchmark.config import Config, register_configs
 from benchmark.errors import ConfigError
+from benchmark.faults import fault_point
 from benchmark.fingerprint import sha256_json
 from benchmark.io import atomic_write_text
 from benchmark.registry import conf_dir
 from benchmark.services import ENV_SERVICES_DIR, SERVICES, redact_text, redact_url, services_folder
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
+from benchmark.tracking.leases import lease_table, process_owner
 from benchmark.tracking.mlflow_store import (
     ENV_SWEEP_DIR,
     ENV_SWEEP_RUN_ID,
@@ -58,12 +61,38 @@ except ImportError:  # pragma: no cover - hydra-core < 1.1
     Callback = object  # type: ignore[misc,assignment]
 
 ENV_COMMAND = "REPROREC_COMMAND"
+#: ``<date>/<time>-<pid>`` of the launching process: the sweep folder (``hydra.sweep.dir``) of every
+#: job of one sweep, and different for two sweeps started in the same second.
+ENV_SWEEP_STAMP = "REPROREC_SWEEP_STAMP"
 SWEEP_FILE = "reprorec_sweep.json"
+OWNER_FILE = ".reprorec_owner"
 OUTCOME_FILE = "cell_outcome.json"
 SUMMARY_FILE = "summary.json"
 
-#: Outcomes of this process: single-run cells, and the summary of a multirun (read by ``main``).
-_STATE: dict[str, Any] = {"outcomes": [], "summary": None}
+#: Outcomes of this process: single-run cells, and the summary of a multirun (read by ``main``);
+#: ``signal``: the signal that interrupted it.
+_STATE: dict[str, Any] = {"outcomes": [], "summary": None, "signal": None}
+
+
+def sweep_stamp() -> str:
+    """The launching process's sweep stamp (:data:`ENV_SWEEP_STAMP`), made on first use."""
+    stamp = os.environ.get(ENV_SWEEP_STAMP)
+    if not stamp:
+        import time
+
+        stamp = time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{os.getpid()}"
+        os.environ[ENV_SWEEP_STAMP] = stamp  # launcher workers inherit it
+    return stamp
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("reprorec_sweep_stamp"):
+        OmegaConf.register_new_resolver("reprorec_sweep_stamp", sweep_stamp)
+
+
+_register_resolvers()  # at import: launcher workers resolve the jobs' folders too
 
 
 def to_config(cfg: Any) -> Config:
@@ -121,10 +150,11 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         check_tracking_reachable(uri)  # fail fast, before MLflow's client retries for minutes
         tracker = Tracker(uri)
         experiment_id = tracker.ensure_experiment(str(config.tracking.experiment))
-        if str(config.tuner.name) != "none":  # the study store too is created before the fan-out
-            from benchmark.tuning.tuner import open_storage
-
-            open_storage(resolve_study_storage(storage, uri))
+        # the study store (which also holds the leases) is created before the fan-out
+        leases = lease_table(resolve_study_storage(storage, uri))
+        leases.try_claim(f"process:{process_owner()}", info="sweep")  # alive while the sweep runs
+        _claim_sweep_dir(sweep_dir, leases)
+        tracker.close_dead_runs(experiment_id, leases)
         overrides = sorted(
             redact_text(str(o)) for o in OmegaConf.to_container(config.hydra.overrides.task) or []
         )
@@ -133,6 +163,7 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         run_id = tracker.start_or_resume_sweep(
             experiment_id,
             sweep_key,
+            leases=leases,
             name=f"sweep · {' '.join(overrides) or 'defaults'}"[:250],
             tags={
                 S.SWEEP_ID: sweep_key[:16],
@@ -157,12 +188,14 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
                     "command": command,
                     "experiment_id": experiment_id,
                     "sweep_key": sweep_key,
+                    "study_storage": resolve_study_storage(storage, uri),
                 },
                 indent=2,
             ),
         )
         os.chmod(sweep_dir / SWEEP_FILE, 0o600)  # a database tracking URI may carry a password
         print(f"[reprorec] sweep run {run_id} in {redact_url(uri)} (outputs: {sweep_dir})", file=sys.stderr)
+        fault_point("sweep.started")
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(os.environ.get(ENV_SWEEP_DIR) or str(config.hydra.sweep.dir)).resolve()
@@ -178,6 +211,37 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         _STATE["summary"] = summary
 
 
+def _claim_sweep_dir(sweep_dir: Path, leases: Any) -> None:
+    """Refuse a sweep folder a live sweep uses (an explicit ``hydra.sweep.dir`` given twice)."""
+    marker = sweep_dir / OWNER_FILE
+    me = process_owner()
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        owner = marker.read_text(encoding="utf-8").strip()
+        if owner and owner != me and leases.owner_alive(owner):
+            raise ConfigError(
+                f"sweep folder {sweep_dir.name} (hydra.sweep.dir) is in use by the running sweep of "
+                f"process {owner}: its jobs would overwrite each other's outcomes; give this sweep "
+                "another hydra.sweep.dir, or leave it to the default (one folder per sweep)"
+            ) from None
+        atomic_write_text(marker, me + "\n")
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(me + "\n")
+
+
+def _release_sweep(info: dict[str, Any]) -> None:
+    """Release this process's sweep leases (its run and its presence)."""
+    storage = info.get("study_storage")
+    if not storage:
+        return
+    with contextlib.suppress(Exception):
+        leases = lease_table(storage)
+        leases.release(f"sweep:{info['sweep_run_id']}")
+        leases.release(f"process:{process_owner()}")
+
+
 def collect_outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
     """Outcomes written by the jobs; a job folder without one is a job that died."""
     outcomes = []
@@ -186,18 +250,31 @@ def collect_outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
         if f.exists():
             outcomes.append(json.loads(f.read_text(encoding="utf-8")))
         else:
+            cell = _job_overrides(job_dir)
             outcomes.append(
                 {
-                    "name": f"job {job_dir.name}",
+                    "name": f"job {job_dir.name} ({cell})",
                     "status": "failed",
                     "run_id": None,
                     "cell_key": None,
                     "test_metrics": {},
                     "seconds": 0.0,
-                    "error": f"job {job_dir} ended without an outcome (killed or crashed)",
+                    "error": f"job {job_dir.name} ({cell}) ended without an outcome: its process was "
+                    "killed (SIGKILL, out of memory) or crashed before the cell ended",
                 }
             )
     return outcomes
+
+
+def _job_overrides(job_dir: Path) -> str:
+    """The overrides of a job (what names its cell), from Hydra's ``.hydra/overrides.yaml``."""
+    import yaml
+
+    try:
+        overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text(encoding="utf-8"))
+        return redact_text(" ".join(str(o) for o in overrides or [])) or "defaults"
+    except (OSError, yaml.YAMLError):
+        return "overrides unknown"
 
 
 def _job_order(p: Path) -> tuple[int, str]:
@@ -224,7 +301,9 @@ def finish_sweep(
         [{k: o.get(k) for k in ("name", "status", "run_id", "cell_key")} for o in outcomes],
         S.ART_SWEEP_CELLS,
     )
+    fault_point("sweep.finishing")
     tracker.end_run(run_id, "FAILED" if failed else "FINISHED")
+    _release_sweep(info)
     summary = {
         "sweep_run_id": run_id,
         "tracking_uri": redact_url(info["tracking_uri"]),
@@ -301,17 +380,23 @@ def _sweep_run_id() -> str | None:
 
 
 def _terminate(signum: int, frame: Any) -> None:
+    if _STATE["signal"] is not None:  # a second signal while cleaning up: let the cleanup finish
+        return
+    _STATE["signal"] = signum
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def handle_sigterm() -> None:
-    """Turn SIGTERM (``kill``, SLURM's time limit, a stopping container) into KeyboardInterrupt.
+    """Turn SIGTERM (``kill``, SLURM's time limit, a stopping container) and SIGHUP (a closed
+    terminal) into KeyboardInterrupt, remembering the signal.
 
-    The running cell then ends KILLED with its traceback instead of staying RUNNING in the store, and
-    its running trial is marked failed, as after Ctrl-C. A rerun completes both.
+    The running trial is then marked failed (interrupted), the cell run ends KILLED with its
+    traceback, the sweep run KILLED, and ``reprorec`` exits ``128 + signal`` (143 for SIGTERM, 129
+    for SIGHUP, 130 for Ctrl-C) instead of leaving runs RUNNING. A rerun completes them.
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGHUP, _terminate)
 
 
 def task(cfg: Any) -> dict[str, Any]:
@@ -346,6 +431,46 @@ def task(cfg: Any) -> dict[str, Any]:
     return result
 
 
+def _close_interrupted_sweep(why: str, status: str, exc: BaseException) -> None:
+    """Close the sweep run of this process (if any) after an interruption, naming the dead cells.
+
+    Cells of this process were closed KILLED by :func:`benchmark.tuning.cell.run_cell`; cells of
+    launcher workers that died are closed here (their owner is dead) or by the next run.
+    """
+    with contextlib.suppress(Exception):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the bookkeeping first
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    sweep_dir = os.environ.get(ENV_SWEEP_DIR)
+    print(f"[reprorec] sweep stopped: {why}", file=sys.stderr)
+    if not sweep_dir or not (Path(sweep_dir) / SWEEP_FILE).is_file():
+        return
+    info = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text(encoding="utf-8"))
+    try:
+        outcomes = collect_outcomes(Path(sweep_dir))
+        for o in outcomes:
+            if o["status"] == "failed":
+                print(f"[reprorec]   did not finish: {o['name']}", file=sys.stderr)
+        tracker = Tracker(info["tracking_uri"])
+        run_id = info["sweep_run_id"]
+        tracker.log(run_id, tags={S.END_REASON: why})
+        tracker.log_dict(
+            run_id,
+            [{k: o.get(k) for k in ("name", "status", "run_id", "cell_key")} for o in outcomes],
+            S.ART_SWEEP_CELLS,
+        )
+        if info.get("study_storage"):
+            tracker.close_dead_runs(info["experiment_id"], lease_table(info["study_storage"]))
+        tracker.end_run(run_id, status)
+        print(
+            f"[reprorec] sweep run {run_id} ended {status}; rerun the same command to complete it",
+            file=sys.stderr,
+        )
+    except Exception as err:  # the store may be what failed: say so, keep the exit code
+        print(f"[reprorec] could not close the sweep run: {type(err).__name__}: {err}", file=sys.stderr)
+    finally:
+        _release_sweep(info)
+
+
 def exit_code() -> int:
     """1 if a cell of this process (single run) or of the multirun failed, else 0."""
     summary = _STATE["summary"]
@@ -360,7 +485,25 @@ def main() -> None:
 
     handle_sigterm()
     register_configs()
-    hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)()
+    os.environ.pop(ENV_SWEEP_STAMP, None)  # this process is the launcher: a stamp of its own
+    sweep_stamp()
+    try:
+        hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)()
+    except KeyboardInterrupt as exc:
+        signum = _STATE["signal"] or signal.SIGINT
+        _close_interrupted_sweep(f"interrupted by {signal.Signals(signum).name}", "KILLED", exc)
+        sys.exit(128 + int(signum))
+    except SystemExit as exc:
+        # Hydra exits 1 after printing an error that escaped the launcher: with the joblib launcher
+        # a worker killed by the OOM killer (TerminatedWorkerError) ends the sweep this way
+        if os.environ.get(ENV_SWEEP_RUN_ID) and _STATE["summary"] is None:
+            _close_interrupted_sweep(
+                "a job's process died (e.g. TerminatedWorkerError: the OOM killer ended a launcher "
+                "worker; see the error above)",
+                "FAILED",
+                exc,
+            )
+        raise
     code = exit_code()
     if code:
         failed = [o for o in _STATE["outcomes"] if o["status"] == "failed"]

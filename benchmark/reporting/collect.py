@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import ConfigError, DataError
+from benchmark.reporting.portable import sqlite_file
+from benchmark.services import redact_url
 from benchmark.tracking import schema as S
 
 
@@ -104,6 +106,50 @@ def _read_artifacts(client: Any, run_id: str, root: Path) -> tuple[dict[str, Any
     return out, missing
 
 
+def open_store_uri(tracking_uri: str) -> str:
+    """The URI to open ``tracking_uri`` with; refuses a local store that does not exist.
+
+    MLflow creates a missing sqlite file (or store folder) silently: a mistyped path would give an
+    empty store and a misleading "experiment not found", or, on a path that exists later, a second
+    store beside the real one. A report only reads, so a missing local store is an error.
+
+    Args:
+        tracking_uri: a tracking URI, or a bare path: a sqlite file (``mlflow.db``, as ``reprorec
+            tracking.uri=`` takes it) or an existing MLflow file-store folder.
+
+    Returns:
+        ``tracking_uri``, with a bare sqlite path as ``sqlite:///<path>``.
+
+    Raises:
+        ReportInputError: the sqlite file or store folder does not exist (the message names it).
+    """
+    hint = "check --tracking-uri / MLFLOW_TRACKING_URI (MLflow would create a new, empty store there)"
+    if "://" not in tracking_uri:
+        path = Path(tracking_uri)
+        if path.is_dir():  # an MLflow file store
+            return tracking_uri
+        if not path.is_file():
+            raise ReportInputError(
+                f"tracking store {tracking_uri!r} not found: no such file ({path.resolve()}); {hint}"
+            )
+        return f"sqlite:///{tracking_uri}"
+    db = sqlite_file(tracking_uri)
+    if db is not None and not Path(db).is_file():
+        raise ReportInputError(
+            f"tracking store {tracking_uri!r} not found: the sqlite file {db} ({Path(db).resolve()}) "
+            f"does not exist; {hint}"
+        )
+    if tracking_uri.lower().startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        folder = Path(unquote(urlsplit(tracking_uri).path))
+        if not folder.is_dir():
+            raise ReportInputError(
+                f"tracking store {tracking_uri!r} not found: no such folder ({folder}); {hint}"
+            )
+    return tracking_uri
+
+
 def _resolve_experiments(client: Any, experiment: str | None, sweep_run_id: str | None) -> list[Any]:
     if sweep_run_id is not None:
         try:
@@ -163,7 +209,8 @@ def collect_runs(
     """Read every cell run of an experiment (or of one sweep) and their report artifacts.
 
     Args:
-        tracking_uri: MLflow tracking URI (``sqlite:///mlflow.db``, ``http://127.0.0.1:5000``, a folder).
+        tracking_uri: MLflow tracking URI (``sqlite:///mlflow.db``, ``http://127.0.0.1:5000``, a folder)
+            or a bare sqlite path (``mlflow.db``); see :func:`open_store_uri`.
         experiment: experiment name (default ``reprorec``); ignored when ``sweep_run_id`` is given.
         sweep_run_id: restrict to the cells of this sweep run: its children and the finished cells
             it reused (listed as skipped in its ``sweep/cells.json``).
@@ -173,12 +220,14 @@ def collect_runs(
         The FINISHED cells and the runs skipped with their reasons.
 
     Raises:
-        ReportInputError: unknown experiment/sweep, or no FINISHED cell run at all.
+        ReportInputError: unknown experiment/sweep, no FINISHED cell run at all, or a local store
+            (sqlite file, store folder) that does not exist.
     """
     # No per-file download progress bars on stderr (the report prints its own warnings there).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient  # imported lazily: the CLI's --help stays fast
 
+    tracking_uri = open_store_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     exps = _resolve_experiments(client, experiment, sweep_run_id)
     exp_ids = [e.experiment_id for e in exps]
@@ -257,7 +306,8 @@ def collect_runs(
         coll.sweep_command = " ; ".join(cmds)
     if not coll.cells:
         where = f"sweep {sweep_run_id}" if sweep_run_id else f"experiment {coll.experiment_names[0]!r}"
-        lines = [f"no FINISHED cell runs (tag {S.RUN_TYPE}={S.RUN_TYPE_CELL}) in {where} at {tracking_uri}"]
+        at = redact_url(tracking_uri)  # an error message may be pasted into an issue
+        lines = [f"no FINISHED cell runs (tag {S.RUN_TYPE}={S.RUN_TYPE_CELL}) in {where} at {at}"]
         if coll.skipped:
             lines.append("skipped runs:")
             lines += [f"  {s.run_id} ({s.name}): {s.reason}" for s in coll.skipped]

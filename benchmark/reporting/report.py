@@ -12,6 +12,11 @@ Files written into ``out_dir`` (replaced as a whole, never half-written):
 The report id is the sha256 of the canonical JSON of the report's *content* (tables, numbers,
 provenance, protocol, skipped/refused runs, settings, date of the newest run): the same runs give
 the same id wherever and whenever the report is regenerated; any changed number changes it.
+
+No file names a secret or a path of the machines involved: the tracking URI is ``$MLFLOW_TRACKING_URI``
+when it came from the environment or has a password, store and data files are named relative to the
+working directory or as ``<store>/``, ``<mirror>/``, ``<cache>/``, ``<local>/`` + name
+(:mod:`benchmark.reporting.portable`), also for runs logged before this was so.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ from benchmark.fingerprint import sha256_json
 from benchmark.io import atomic_dir
 from benchmark.reporting import plots, render
 from benchmark.reporting.collect import Collection, ReportInputError, collect_runs
+from benchmark.reporting.portable import (
+    TRACKING_URI_REF,
+    portable_doc,
+    portable_path,
+    portable_text,
+    portable_tracking_uri,
+)
 from benchmark.reporting.reference import attach_reference, read_reference
 from benchmark.reporting.stats import CONFIDENCE
 from benchmark.reporting.tables import (
@@ -190,13 +202,38 @@ def report_command(
     out_dir: Path,
     reference: Path | None,
     extra: Sequence[str] = (),
+    *,
+    from_env: bool = False,
+    cwd: Path | None = None,
 ) -> str:
-    args = ["reprorec-report", "--tracking-uri", tracking_uri]
-    args += ["--sweep", sweep_run_id] if sweep_run_id else ["--experiment", experiment or "reprorec"]
-    args += ["--out", str(out_dir)]
+    """The ``reprorec-report`` command line that regenerates the report, portable and secret-free.
+
+    Args:
+        tracking_uri: the tracking URI the report was read from.
+        experiment: experiment name (when no sweep is given).
+        sweep_run_id: the sweep run reported, if any.
+        out_dir: the report folder.
+        reference: the ``--reference`` CSV, if any.
+        extra: further options, already formatted.
+        from_env: the URI came from ``MLFLOW_TRACKING_URI`` (only the caller knows: a sweep exports
+            its URI there for its jobs, so equality with the variable would not tell).
+        cwd: paths under this folder are shown relative to it (default: the working directory).
+
+    Returns:
+        One shell line. The store is ``"$MLFLOW_TRACKING_URI"`` when the URI came from the environment
+        or carries a password, else its path relative to ``cwd`` or ``<store>/<file name>``; the other
+        paths likewise (the report is read on other machines, and may be public).
+    """
+    cwd = Path.cwd() if cwd is None else cwd
+    uri = portable_tracking_uri(tracking_uri, from_env=from_env, cwd=cwd)
+    # Not shlex-quoted: single quotes would keep the shell from expanding the variable.
+    store = f'"{TRACKING_URI_REF}"' if uri == TRACKING_URI_REF else shlex.quote(uri)
+    args = ["--sweep", sweep_run_id] if sweep_run_id else ["--experiment", experiment or "reprorec"]
+    args += ["--out", portable_path(str(out_dir), cwd=cwd)]
     if reference is not None:
-        args += ["--reference", str(reference)]
-    return shlex.join([*args, *extra])
+        args += ["--reference", portable_path(str(reference), cwd=cwd)]
+    args += [portable_text(a, cwd=cwd) for a in extra]  # e.g. a --dashboard-url with a password
+    return f"reprorec-report --tracking-uri {store} {shlex.join(args)}"
 
 
 def _run_commands(tables: list[Leaderboard]) -> str:
@@ -223,29 +260,50 @@ def build_document(
     settings: dict[str, Any],
     report_cmd: str,
     dashboard_url: str | None,
+    from_env: bool = False,
 ) -> dict[str, Any]:
-    """The report as one JSON-able document; ``report_id`` = sha256 of its content part."""
+    """The report as one JSON-able document; ``report_id`` = sha256 of its content part.
+
+    Every string of the document is made portable (:mod:`benchmark.reporting.portable`): no
+    password, no absolute path of the machines that ran the cells or made the report. The content
+    is rewritten *before* it is hashed and without reference to the working directory, so the id
+    covers what the report shows and stays the same wherever the report is regenerated.
+
+    Args:
+        coll: what :func:`collect_runs` read.
+        tables: the leaderboards.
+        refused: the refused groups of runs.
+        settings: the report options (metrics, cutoffs, test, ...).
+        report_cmd: the command line that regenerates the report (see :func:`report_command`).
+        dashboard_url: base URL of a running MLflow UI, or None.
+        from_env: the tracking URI came from ``MLFLOW_TRACKING_URI`` (see :func:`report_command`).
+
+    Returns:
+        The document (content, ``report_id``, commands, source).
+    """
     newest = max(c.end_time for c in coll.cells)
     date = datetime.fromtimestamp(newest / 1000, tz=UTC).strftime("%Y-%m-%d")
     run_cmd = _run_commands(tables) or coll.sweep_command
     name = ", ".join(coll.experiment_names)
-    content = _clean(
-        {
-            "title": f"reprorec leaderboard: {name}"
-            + (f" (sweep {coll.sweep_run_id})" if coll.sweep_run_id else ""),
-            "version": _version(),
-            "date": date,
-            "settings": settings,
-            "tables": [_table_doc(t) for t in tables],
-            "refused": [asdict(r) for r in refused],
-            "skipped_runs": [asdict(s) for s in coll.skipped],
-            "sweep_command": run_cmd,
-        }
+    content = portable_doc(
+        _clean(
+            {
+                "title": f"reprorec leaderboard: {name}"
+                + (f" (sweep {coll.sweep_run_id})" if coll.sweep_run_id else ""),
+                "version": _version(),
+                "date": date,
+                "settings": settings,
+                "tables": [_table_doc(t) for t in tables],
+                "refused": [asdict(r) for r in refused],
+                "skipped_runs": [asdict(s) for s in coll.skipped],
+                "sweep_command": run_cmd,
+            }
+        )
     )
     report_id = sha256_json(content)
     doc = copy.deepcopy(content)
     doc["report_id"] = report_id
-    doc["commands"] = {"sweep": run_cmd, "report": report_cmd}
+    doc["commands"] = {"sweep": content["sweep_command"], "report": report_cmd}
     exp0 = coll.experiment_ids[0]
     # Links depend on where a dashboard runs, not on the results: added after the id is computed.
     for t in doc["tables"]:
@@ -253,14 +311,16 @@ def build_document(
             for p in r["provenance"]:
                 p["link"] = _link(dashboard_url, p["experiment_id"], p["run_id"])
     doc["source"] = {
-        "tracking_uri": coll.tracking_uri,
+        "tracking_uri": portable_tracking_uri(coll.tracking_uri, from_env=from_env, cwd=Path.cwd()),
         "experiments": coll.experiment_names,
         "experiment_ids": coll.experiment_ids,
         "sweep_run_id": coll.sweep_run_id,
         "dashboard_url": dashboard_url or "",
         "dashboard_runs_url": _link(dashboard_url, exp0, coll.sweep_run_id),
     }
-    return doc
+    # A last pass over what was added after the id (links and the dashboard URL may carry a
+    # password); the content is portable already, so this changes nothing there.
+    return portable_doc(doc)
 
 
 def render_all(doc: dict[str, Any]) -> dict[str, str]:
@@ -294,6 +354,7 @@ def generate_report(
     split_by_fingerprint: bool = False,
     n_resamples: int = 2000,
     log: Any = None,
+    from_env: bool = False,
 ) -> Path:
     """Read the FINISHED cell runs and write the report folder ``out_dir`` atomically.
 
@@ -311,12 +372,15 @@ def generate_report(
         split_by_fingerprint: put runs on different splits into separate tables instead of refusing.
         n_resamples: bootstrap resamples per interval.
         log: a file for warnings (refused tables, skipped runs); default stderr.
+        from_env: ``tracking_uri`` came from ``MLFLOW_TRACKING_URI``: the report names the variable,
+            not the URI (a URI with a password is never printed, whatever this says).
 
     Returns:
         ``out_dir``.
 
     Raises:
-        ReportInputError: nothing to report (no finished cells, or every table refused).
+        ReportInputError: nothing to report (no finished cells, or every table refused), or a
+            sqlite file / store folder that does not exist.
     """
     log = log or sys.stderr
     out_dir = Path(out_dir)
@@ -363,7 +427,7 @@ def generate_report(
         extra += ["--split-by-fingerprint"]
     if dashboard_url:
         extra += ["--dashboard-url", dashboard_url]
-    cmd = report_command(tracking_uri, experiment, sweep_run_id, out_dir, reference, extra)
+    cmd = report_command(tracking_uri, experiment, sweep_run_id, out_dir, reference, extra, from_env=from_env)
     settings = {
         "metrics": list(metrics),
         "cutoffs": [int(k) for k in cutoffs],
@@ -374,7 +438,13 @@ def generate_report(
         "split_by_fingerprint": split_by_fingerprint,
     }
     doc = build_document(
-        coll, tables, refused, settings=settings, report_cmd=cmd, dashboard_url=dashboard_url
+        coll,
+        tables,
+        refused,
+        settings=settings,
+        report_cmd=cmd,
+        dashboard_url=dashboard_url,
+        from_env=from_env,
     )
     files = render_all(doc)  # everything rendered before the destination is touched
     with atomic_dir(out_dir) as tmp:

@@ -56,9 +56,30 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI, else None."""
-    if not uri.startswith("sqlite:///"):
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
         return None
     return Path(unquote(urlparse(uri).path))
+
+
+def ensure_sqlite_store(db: Path) -> bool:
+    """Create the sqlite tracking store ``db`` with MLflow's full schema, crash-safely.
+
+    MLflow creates a missing sqlite store by running its ~50 schema migrations in place on first
+    use; a process killed meanwhile leaves a store that every later run refuses (``duplicate column
+    name``), and two processes starting on a fresh store race the migrations. Here the schema is
+    built in a temporary file under an exclusive lock and renamed into place
+    (:func:`benchmark.io.create_sqlite_atomically`). Returns True if this call created it.
+    """
+    from benchmark.io import create_sqlite_atomically
+
+    def build(url: str) -> None:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = SqlAlchemyStore(url, (db.parent / "mlruns").resolve().as_uri())
+        store.engine.dispose()  # close the temporary file before it is renamed
+        SqlAlchemyStore._engine_map.pop(url, None)
+
+    return create_sqlite_atomically(db, build, what=f"the MLflow store {db.name}")
 
 
 def default_study_storage(tracking_uri: str) -> str:
@@ -127,10 +148,15 @@ def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
 class Tracker:
     """A thin, explicit-id wrapper around :class:`mlflow.MlflowClient` for one tracking store."""
 
-    def __init__(self, uri: str | None = None) -> None:
+    def __init__(self, uri: str | None = None, *, create: bool = True) -> None:
+        """Open the store at ``uri`` (see :func:`resolve_tracking_uri`); ``create``: make a missing
+        sqlite store (crash-safely, :func:`ensure_sqlite_store`) rather than leave it to MLflow."""
         from mlflow import MlflowClient
 
         self.uri = resolve_tracking_uri(uri)
+        db = sqlite_path(self.uri)
+        if db is not None and create:
+            ensure_sqlite_store(db)
         # MLflow prints a "View run ... at: <server URL>" line per finished run on a server: one per
         # trial in every worker's log. reprorec prints its own progress.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -274,22 +300,89 @@ class Tracker:
             self.end_run(run_id, "KILLED")
         return stale
 
+    def close_dead_runs(self, experiment_id: str, leases: Any) -> list[tuple[str, str]]:
+        """Close KILLED every RUNNING sweep / cell run whose owner process is dead, with its children.
+
+        ``leases`` is the :class:`benchmark.tracking.leases.LeaseTable` the owners heartbeat in. A run
+        without an owner tag (made by an older reprorec) is left to :meth:`mark_stale_cells`. Trial runs
+        still RUNNING under a parent that is no longer RUNNING are closed too. Returns ``(run id,
+        name)`` of the closed sweep / cell runs; each is printed with the reason.
+        """
+        import sys
+
+        running = list(
+            _retry(
+                lambda: self.client.search_runs(
+                    [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
+                )
+            )
+        )
+        closed: list[tuple[str, str]] = []
+        alive: dict[str, bool] = {}
+        ended: set[str] = set()
+        for run in running:
+            tags = run.data.tags
+            owner = tags.get(schema.OWNER)
+            if tags.get(schema.RUN_TYPE) not in (schema.RUN_TYPE_SWEEP, schema.RUN_TYPE_CELL) or not owner:
+                continue
+            if owner not in alive:
+                alive[owner] = leases.owner_alive(owner)
+            if alive[owner]:
+                continue
+            why = f"its process {owner} died (no live lease)"
+            with contextlib.suppress(Exception):
+                self.log(run.info.run_id, tags={schema.END_REASON: why})
+            self.end_run(run.info.run_id, "KILLED")
+            ended.add(run.info.run_id)
+            name = str(run.info.run_name)
+            closed.append((str(run.info.run_id), name))
+            print(f"[reprorec] closed run {run.info.run_id} ({name}) KILLED: {why}", file=sys.stderr)
+        open_ids = {r.info.run_id for r in running} - ended
+        for run in running:  # trials (and cells) left RUNNING under a parent that is closed
+            parent = run.data.tags.get(schema.PARENT_RUN_ID)
+            if run.info.run_id in ended or not parent or parent in open_ids:
+                continue
+            if run.data.tags.get(schema.RUN_TYPE) == schema.RUN_TYPE_TRIAL:
+                with contextlib.suppress(Exception):
+                    self.end_run(run.info.run_id, "KILLED")
+        leases.prune_dead()  # after the runs: their owners' liveness was read from these rows
+        return closed
+
     def start_or_resume_sweep(
-        self, experiment_id: str, sweep_key: str, name: str, tags: Mapping[str, Any]
+        self,
+        experiment_id: str,
+        sweep_key: str,
+        name: str,
+        tags: Mapping[str, Any],
+        *,
+        leases: Any = None,
     ) -> str:
-        """The sweep run for ``sweep_key``: an earlier one (rerun of an interrupted sweep) or a new one."""
+        """The sweep run for ``sweep_key``: an earlier one (rerun of an interrupted sweep) or a new one.
+
+        With ``leases``, the run is claimed (``sweep:<run id>``) for this process: a run an identical
+        sweep is running right now (live owner) is not reopened, a new run is made instead.
+        """
+        from benchmark.tracking.leases import process_owner
+
         runs = self.find_runs(
             experiment_id, **{schema.RUN_TYPE: schema.RUN_TYPE_SWEEP, schema.SWEEP_KEY: sweep_key}
         )
-        if runs:
-            run_id = str(runs[0].info.run_id)
+        owner = {schema.OWNER: process_owner()}
+        for run in runs:
+            run_id = str(run.info.run_id)
+            if leases is not None and not leases.try_claim(f"sweep:{run_id}", info=name)[0]:
+                continue  # an identical sweep is running now: it keeps its run
+            self.log(run_id, tags=owner)
             self.set_running(run_id)
             return run_id
-        return self.start_run(
+        run_id = self.start_run(
             experiment_id,
             name,
-            tags={**tags, schema.RUN_TYPE: schema.RUN_TYPE_SWEEP, schema.SWEEP_KEY: sweep_key},
+            tags={**tags, **owner, schema.RUN_TYPE: schema.RUN_TYPE_SWEEP, schema.SWEEP_KEY: sweep_key},
         )
+        if leases is not None:
+            leases.try_claim(f"sweep:{run_id}", info=name)
+        return run_id
 
 
 def _param_value(value: Any) -> str:

@@ -59,12 +59,50 @@ def git_info() -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
+#: What computes results, relative to the checkout: the code identity of a cell key hashes these
+#: (Python sources and YAML configs below the folders, and the pinned environment). Docs, tests and
+#: generated reports are not in it, so regenerating ``reports/`` or editing the README never
+#: invalidates a finished cell.
+CODE_DIRS = ("benchmark", "baselines", "neural", "conf")
+CODE_SUFFIXES = (".py", ".yaml", ".yml")
+ENVIRONMENT_FILES = ("requirements/constraints.txt",)
+
+
+@lru_cache(maxsize=1)
+def code_hash() -> str:
+    """sha256 over the relative paths and contents of :data:`CODE_DIRS` sources and the pinned environment.
+
+    Content-based rather than ``git commit + dirty``: a rebuilt report, a docs edit or a new test
+    changes the commit (or dirties the tree) without changing what a cell computes, and a cell must
+    not rerun for it. Any change to a model, the evaluator, a split, a config YAML or a pinned
+    package version does change the hash.
+    """
+    import hashlib
+
+    root = repo_root()
+    digest = hashlib.sha256()
+    files: list[str] = []
+    for folder in CODE_DIRS:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in base.rglob("*"):
+            if path.suffix in CODE_SUFFIXES and path.is_file() and "__pycache__" not in path.parts:
+                files.append(path.relative_to(root).as_posix())
+    files.extend(f for f in ENVIRONMENT_FILES if (root / f).is_file())
+    for rel in sorted(files):
+        digest.update(rel.encode() + b"\0")
+        digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def code_version() -> str:
-    """What identifies the code in a cell key: package version + git commit (+ ``-dirty``)."""
-    info = git_info()
+    """What identifies the code in a cell key: package version + :func:`code_hash` (first 16 digits).
+
+    The git commit and dirty flag are logged beside it (provenance) but are not part of the key.
+    """
     version = package_versions().get("reprorec", "unknown")
-    suffix = "-dirty" if info["dirty"] else ""
-    return f"{version}+{info['commit']}{suffix}"
+    return f"{version}+code.{code_hash()[:16]}"
 
 
 @lru_cache(maxsize=1)

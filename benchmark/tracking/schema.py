@@ -20,6 +20,10 @@ RUN_TYPE_SWEEP, RUN_TYPE_CELL, RUN_TYPE_TRIAL = "sweep", "cell", "trial"
 PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own nesting tag
 SWEEP_ID = "reprorec.sweep_id"
 CELL_KEY = "reprorec.cell_key"  # sha256 identifying the cell (skip a cell already FINISHED)
+# host:pid:nonce of the process that runs a sweep or cell run (benchmark.tracking.leases): a RUNNING
+# run whose owner is dead is closed KILLED by the next process that uses the store
+OWNER = "reprorec.owner"
+END_REASON = "reprorec.end_reason"  # why a run was closed by another process, or interrupted
 DATASET = "reprorec.dataset"
 SPLIT = "reprorec.split"  # split config name (protocol)
 MODEL = "reprorec.model"
@@ -43,7 +47,8 @@ TRIAL_STATE = "reprorec.trial_state"  # complete | failed | pruned
 WORKER = "reprorec.worker"  # which worker of the cell ran the trial (tuner.workers > 1; 0 = the cell)
 BEST_EPOCH = "reprorec.best_epoch"
 SWEEP_KEY = "reprorec.sweep_key"  # sha256 of the sweep's overrides + code version (a rerun reuses the run)
-CODE_VERSION = "reprorec.code_version"  # package version + git commit (+ -dirty): part of the cell key
+# package version + hash of the code, configs and pinned environment: part of the cell key
+CODE_VERSION = "reprorec.code_version"
 TUNER = "reprorec.tuner"  # optuna | fixed | none
 FP_SEARCH_SPACE = "reprorec.fingerprint.search_space"
 
@@ -76,7 +81,9 @@ PARAM_BEST_EPOCH = "tuning.best_epoch"  # epochs of the final refit (iterative m
 TEST_PREFIX = "test/"
 VAL_PREFIX = "val/"
 BEST_VAL = "tuning/best_value"
-TUNING_SECONDS = "time/tuning_s"
+TUNING_SECONDS = "time/tuning_s"  # fit + validation seconds of the counted trials, every process's
+TUNING_INTERRUPTED_SECONDS = "time/tuning_interrupted_s"  # trials abandoned by a SIGTERM / Ctrl-C
+TUNING_WALL_SECONDS = "time/tuning_wall_s"  # wall clock of the last process's tuning
 FIT_SECONDS = "time/fit_s"
 EVAL_SECONDS = "time/eval_s"
 PEAK_MEMORY_MB = "memory/peak_rss_mb"

@@ -23,6 +23,7 @@ than raised, so a sweep goes on with the next cell.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import resource
@@ -40,6 +41,7 @@ import yaml
 from benchmark.config import Config, EvaluationConfig
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
+from benchmark.faults import fault_point
 from benchmark.fingerprint import sha256_json
 from benchmark.models import IterativeRecommender, Recommender
 from benchmark.registry import ModelSpec
@@ -48,6 +50,7 @@ from benchmark.services import redact_text
 from benchmark.splits.split import Split
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
+from benchmark.tracking.leases import LeaseTable, lease_table, process_owner
 from benchmark.tracking.mlflow_store import Tracker, check_tracking_reachable, resolve_study_storage
 from benchmark.tuning.space import SearchSpace, parse_space
 from benchmark.tuning.tuner import TrialRecord, TuningResult, tune
@@ -319,36 +322,43 @@ def run_cell(
         )
     run_id: str | None = None
     key: str | None = None
+    leases: LeaseTable | None = None
     base_tags = _base_tags(cfg, command)
     try:
         prepared = prepare_cell(cfg)
         key = prepared.cell_key
-        if cfg.tracking.skip_finished:
-            done = tracker.find_finished_cell(experiment_id, key)
-            if done is not None:
-                print(
-                    f"[reprorec] skip {name}: already FINISHED as run {done.info.run_id} "
-                    f"(cell key {key[:12]})",
-                    file=sys.stderr,
-                )
-                return CellOutcome(
-                    name,
-                    "skipped",
-                    str(done.info.run_id),
-                    key,
-                    _test_metrics(done.data.metrics),
-                    seconds=time.perf_counter() - t0,
-                )
-        tracker.mark_stale_cells(experiment_id, key)
+        if cfg.tracking.skip_finished and (done := _finished_outcome(tracker, experiment_id, name, key, t0)):
+            return done
+        # The key is claimed before its run exists: a second process with the same key (a requeued
+        # SLURM job, another terminal) waits here, then skips the cell the first one finished.
+        leases = lease_table(resolve_study_storage(cfg.tuner.storage, tracker.uri))
+        tracker.close_dead_runs(experiment_id, leases)  # runs of dead processes: KILLED
+        leases.claim(f"cell:{key}", what=name, info=name)
+        fault_point("cell.claimed")
+        if cfg.tracking.skip_finished and (done := _finished_outcome(tracker, experiment_id, name, key, t0)):
+            return done
+        tracker.mark_stale_cells(experiment_id, key)  # RUNNING runs of this key: their owner is dead
         run_id = tracker.start_run(
-            experiment_id, name, tags={**base_tags, S.CELL_KEY: key}, parent_run_id=sweep_run_id
+            experiment_id,
+            name,
+            tags={**base_tags, S.CELL_KEY: key, S.OWNER: process_owner()},
+            parent_run_id=sweep_run_id,
         )
+        fault_point("cell.started")
         metrics = _run_prepared(prepared, tracker, experiment_id, run_id, resolved_config)
+        fault_point("cell.finishing")
+        if not leases.still_held(f"cell:{key}"):  # stalled past the grace period and taken over
+            raise RuntimeError(
+                f"the claim of cell key {key[:12]} was taken over by another process while this one "
+                "ran it (no heartbeat for the grace period): its result is not recorded as FINISHED"
+            )
         tracker.end_run(run_id, "FINISHED")
         return CellOutcome(name, "finished", run_id, key, metrics, seconds=time.perf_counter() - t0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if run_id is not None:
-            tracker.log_text(run_id, traceback.format_exc(), S.ART_TRACEBACK)
+            with contextlib.suppress(Exception):  # a second signal must not leave it RUNNING
+                tracker.log(run_id, tags={S.END_REASON: f"interrupted: {exc or 'SIGINT'}"})
+                tracker.log_text(run_id, traceback.format_exc(), S.ART_TRACEBACK)
             tracker.end_run(run_id, "KILLED")
         raise
     except Exception as exc:
@@ -363,6 +373,24 @@ def run_cell(
         except Exception:  # the store itself is broken: the outcome still carries the error
             tb += "\n(while logging the failure:)\n" + traceback.format_exc()
         return CellOutcome(name, "failed", run_id, key, error=tb, seconds=time.perf_counter() - t0)
+    finally:
+        if leases is not None and key is not None:
+            leases.release(f"cell:{key}")
+
+
+def _finished_outcome(
+    tracker: Tracker, experiment_id: str, name: str, key: str, t0: float
+) -> CellOutcome | None:
+    """The ``skipped`` outcome of a cell whose key already has a FINISHED run, else None."""
+    done = tracker.find_finished_cell(experiment_id, key)
+    if done is None:
+        return None
+    print(
+        f"[reprorec] skip {name}: already FINISHED as run {done.info.run_id} (cell key {key[:12]})",
+        file=sys.stderr,
+    )
+    metrics = _test_metrics(done.data.metrics)
+    return CellOutcome(name, "skipped", str(done.info.run_id), key, metrics, seconds=time.perf_counter() - t0)
 
 
 def _test_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -425,9 +453,11 @@ def _run_prepared(
     if isinstance(model, IterativeRecommender) and tuning is not None and tuning.best_epoch:
         model.set_params(epochs=int(tuning.best_epoch))
     train_full = split.train_full
+    fault_point("refit.start")
     t_fit = time.perf_counter()
     model = _fit(model, train_full)
     fit_s = time.perf_counter() - t_fit
+    fault_point("refit.done")
 
     # ---------------------------------------------------------------- the one test evaluation
     test_eval = make_evaluator(
@@ -441,6 +471,7 @@ def _run_prepared(
     t_eval = time.perf_counter()
     result = test_eval.evaluate(model, recommendations=cfg.tracking.log_recommendations)
     eval_s = time.perf_counter() - t_eval
+    fault_point("test.evaluated")
 
     metrics = dict(result.metrics("test"))
     metrics[S.N_USERS_EVALUATED] = float(result.n_users_evaluated)
@@ -455,6 +486,8 @@ def _run_prepared(
             {
                 S.BEST_VAL: tuning.best_value,
                 S.TUNING_SECONDS: tuning.seconds,
+                S.TUNING_INTERRUPTED_SECONDS: tuning.seconds_interrupted,
+                S.TUNING_WALL_SECONDS: tuning.wall_seconds,
                 S.N_TRIALS_DONE: float(tuning.n_complete),
                 S.N_TRIALS_FAILED: float(tuning.n_failed),
             }
@@ -485,7 +518,14 @@ def _run_prepared(
             )
         from mlflow import MlflowClient
 
-        MlflowClient(tracker.uri).log_artifacts(run_id, str(folder))
+        client = MlflowClient(tracker.uri)
+        for i, entry in enumerate(sorted(folder.iterdir())):  # one upload per entry: a kill between
+            if i == 1:  # two of them leaves a run with part of its artifacts (never FINISHED)
+                fault_point("artifacts.logging")
+            if entry.is_dir():
+                client.log_artifacts(run_id, str(entry), entry.name)
+            else:
+                client.log_artifact(run_id, str(entry))
     return {k: v for k, v in metrics.items() if k.startswith(S.TEST_PREFIX)}
 
 

@@ -24,6 +24,7 @@ of finished, counted trials is therefore exactly ``n_trials``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -41,9 +42,11 @@ from optuna.storages._heartbeat import get_heartbeat_thread  # ask/tell has no p
 from benchmark.config import TunerConfig
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError, ModelError
+from benchmark.faults import fault_point
 from benchmark.models import IterativeRecommender, Recommender
 from benchmark.registry import ModelSpec
 from benchmark.seeds import derive_seed
+from benchmark.tracking.mlflow_store import sqlite_path
 from benchmark.tuning.early_stopping import EarlyStopping
 from benchmark.tuning.space import SearchSpace, check_space_against_model
 
@@ -89,7 +92,13 @@ class TuningResult:
     trials: pd.DataFrame
     n_complete: int
     n_failed: int
+    #: Summed fit + validation seconds of the counted trials, whichever process ran them.
     seconds: float
+    #: Seconds spent in trials abandoned by an interrupted process (known only where the process
+    #: could still write them: SIGTERM / Ctrl-C, not SIGKILL); not part of ``seconds``.
+    seconds_interrupted: float = 0.0
+    #: Wall-clock seconds of this process's :func:`tune` call.
+    wall_seconds: float = 0.0
 
 
 def _validated_model(spec: ModelSpec, params: Mapping[str, Any]) -> Recommender:
@@ -175,6 +184,11 @@ def open_storage(storage: str, attempts: int = 5, *, heartbeat: bool = False) ->
     else:
         engine_kwargs = {}
     beat: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
+    db = sqlite_path(storage)
+    if db is not None:  # built in a temporary file and renamed: a kill never leaves half a schema
+        from benchmark.io import create_sqlite_atomically
+
+        create_sqlite_atomically(db, _build_optuna_schema, what=f"the Optuna storage {db.name}")
     for i in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
@@ -190,6 +204,11 @@ def open_storage(storage: str, attempts: int = 5, *, heartbeat: bool = False) ->
                 ) from None
             time.sleep(0.2 * (i + 1))
     raise AssertionError("unreachable")
+
+
+def _build_optuna_schema(url: str) -> None:
+    storage = optuna.storages.RDBStorage(url)
+    storage.engine.dispose()
 
 
 def open_study(
@@ -362,8 +381,14 @@ def tune(
             study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
             trial.set_user_attr("worker", worker_index)
 
-        with get_heartbeat_thread(trial._trial_id, study._storage):
-            record = _run_trial(trial, spec, space, train, validate, config, fixed)
+        t_trial = time.perf_counter()
+        try:
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                fault_point("tuning.trial")
+                record = _run_trial(trial, spec, space, train, validate, config, fixed)
+        except BaseException:  # SIGTERM / Ctrl-C (KeyboardInterrupt), SystemExit: never left RUNNING
+            _mark_interrupted(study, trial, seconds=time.perf_counter() - t_trial)
+            raise
         if parallel:
             record = dataclasses.replace(record, worker=worker_index)
         for key, val in (
@@ -379,8 +404,10 @@ def tune(
             study.tell(trial, record.value)
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        fault_point("tuning.told")
         if on_trial is not None:
             on_trial(record)
+        fault_point("tuning.logged")
         done = [t for t in counted() if _finished(t)]
         if progress is not None:
             progress(len(done), n_trials, _best_value(study))
@@ -402,8 +429,26 @@ def tune(
         trials=trials_table(study),
         n_complete=len(complete),
         n_failed=n_failed,
-        seconds=time.perf_counter() - start,
+        # every process's trials: a resumed cell's cost is what all of its trials took, not only
+        # the last process's share (fit_seconds is stored with each trial when it finishes)
+        seconds=float(sum(float(t.user_attrs.get("fit_seconds", 0.0)) for t in done)),
+        seconds_interrupted=float(
+            sum(
+                float(t.user_attrs.get("fit_seconds", 0.0))
+                for t in study.get_trials(deepcopy=False)
+                if not counts(t) and t.user_attrs.get("state") == _INTERRUPTED
+            )
+        ),
+        wall_seconds=time.perf_counter() - start,
     )
+
+
+def _mark_interrupted(study: optuna.Study, trial: optuna.Trial, *, seconds: float) -> None:
+    """Fail a trial this process is abandoning (a signal arrived): not counted, its time kept."""
+    with contextlib.suppress(Exception):  # the store may be what failed; a rerun cleans up then
+        study._storage.set_trial_user_attr(trial._trial_id, "fit_seconds", seconds)
+        study._storage.set_trial_user_attr(trial._trial_id, "state", _INTERRUPTED)
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
 def _fail_dead_workers_trials(study: optuna.Study) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def test_down_stops_everything_by_pid(tmp_path: Path):
         pytest.skip(str(exc))
     folder = tmp_path / ".services"
     state = services.up(folder)
-    pids = _descendants(state.mlflow_pid)
+    pg_pid = int((Path(state.pg_dir) / "data" / "postmaster.pid").read_text().split()[0])
+    pids = _descendants(state.mlflow_pid) | _descendants(pg_pid)
     assert services.down(folder)
     alive = []
     for pid in pids:
@@ -102,5 +104,9 @@ def test_down_stops_everything_by_pid(tmp_path: Path):
         except ProcessLookupError:
             pass
     assert alive == []
+    # nothing listens any more on either port
+    for port in (state.pg_port, state.mlflow_port):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, port
     assert not Path(state.pg_dir).exists()
     assert services.status(folder) == {"running": False, "dir": str(folder.resolve())}

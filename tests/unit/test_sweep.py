@@ -245,11 +245,20 @@ def test_sigterm_ends_the_running_cell_killed_with_traceback_and_a_rerun_complet
     env = {"REPROREC_TEST_COUNTER": str(counter)}
     term = {**env, "REPROREC_TEST_KILL_AT": "2", "REPROREC_TEST_KILL_SIGNAL": "SIGTERM"}
     killed = reprorec(work, *args, env=term, check=False)
-    assert killed.returncode != 0 and "KeyboardInterrupt: signal SIGTERM" in killed.stderr
+    assert killed.returncode == 128 + signal.SIGTERM  # 143, not 130 as if it were Ctrl-C
+    assert "sweep stopped: interrupted by SIGTERM" in killed.stderr
+    assert "did not finish: job 0 (model=killer seed=0" in killed.stderr  # names the cell
     (cell,) = runs(work, S.RUN_TYPE_CELL)
     assert cell.info.status == "KILLED"  # not left RUNNING
     tb = Path(client(work).download_artifacts(cell.info.run_id, S.ART_TRACEBACK, str(work / "dl")))
     assert "signal SIGTERM" in tb.read_text()
+    (sweep,) = runs(work, S.RUN_TYPE_SWEEP)
+    assert sweep.info.status == "KILLED" and "SIGTERM" in sweep.data.tags[S.END_REASON]
+    import sqlite3
+
+    with sqlite3.connect(work / "optuna.db") as db:  # the trial it was running: failed, not RUNNING
+        states = [s for (s,) in db.execute("SELECT state FROM trials ORDER BY number")]
+    assert states == ["COMPLETE", "FAIL"]
     reprorec(work, *args, env=env)
     cells = by_model(runs(work, S.RUN_TYPE_CELL))
     assert sorted(r.info.status for r in cells["killer", "0"]) == ["FINISHED", "KILLED"]
