@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="list registered datasets and whether they are available locally")
     _common(p_list)
 
-    p_fetch = sub.add_parser("fetch", help="make every resource of a dataset available locally (verified)")
+    p_fetch = sub.add_parser(
+        "fetch",
+        help="make every resource of a dataset available locally (verified); exits 1 naming any that "
+        "could not be fetched",
+    )
     p_fetch.add_argument("name")
     p_fetch.add_argument("--resource", action="append", default=None, help="only this resource key")
     _common(p_fetch)
@@ -68,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_desc.add_argument("--json", action="store_true", help="print the datasheet as JSON")
     _common(p_desc)
 
-    p_verify = sub.add_parser("verify", help="re-hash every local copy of a dataset's files")
+    p_verify = sub.add_parser(
+        "verify", help="re-hash every local copy of a dataset's files; exits 1 if one is missing or differs"
+    )
     p_verify.add_argument("name")
     _common(p_verify)
     return parser
@@ -104,32 +110,29 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from benchmark.data.datasets import get_dataset_info
     from benchmark.data.fetch import locate_resource
-    from benchmark.data.loading import choose_variant
 
     info = get_dataset_info(args.name)
-    if args.resource:
-        keys = list(args.resource)
-    else:
-        # Only the variant that will be read (a local one first): fetching every variant would
-        # download upstream archives that a mirror already replaces.
-        in_variants = {k for v in info.variants for k in v.resources}
-        chosen = (
-            list(choose_variant(info, mirror=args.mirror, cache_dir=args.cache_dir).resources)
-            if info.variants
-            else []
-        )
-        keys = chosen + [k for k in info.resources if k not in in_variants]
-    failed = 0
+    # Every resource (all variants, published splits, side files) unless --resource narrows it:
+    # `verify` checks them all, so a fetch that left one out would "succeed" and leave it missing.
+    keys = list(args.resource) if args.resource else list(info.resources)
+    failed: list[str] = []
     for key in keys:
         try:
             f = locate_resource(args.name, key, mirror=args.mirror, cache_dir=args.cache_dir)
             print(f"{key:28s} {f.origin:8s} [{f.check}] {f.path}")
         except ReproRecError as exc:
-            failed += 1
+            failed.append(key)
             print(f"{key:28s} FAILED   {exc}", file=sys.stderr)
     if not keys:
         print(f"{args.name} has no files to fetch")
-    return 1 if failed else 0
+    if failed:
+        print(
+            f"reprorec-data: error: {len(failed)} of {len(keys)} resources of {args.name} were not "
+            f"fetched: {', '.join(failed)} (see above; --resource KEY fetches only some)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
@@ -163,20 +166,32 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from benchmark.data.fetch import verify_dataset
+    from benchmark.data.fetch import cache_root, mirror_root, verify_dataset
 
     results = verify_dataset(args.name, mirror=args.mirror, cache_dir=args.cache_dir)
-    bad = 0
+    bad: list[str] = []
+    missing: list[str] = []
     for r in results:
         if r.status == "missing":
-            print(f"{r.key:28s} missing (not in mirror or cache)")
+            missing.append(r.key)
+            mirror = mirror_root(args.mirror) or "REPROREC_MIRROR not set"
+            print(
+                f"{r.key:28s} MISSING  not in the mirror ({mirror}) nor in the cache "
+                f"({cache_root(args.cache_dir)})",
+                file=sys.stderr,
+            )
             continue
         line = f"{r.key:28s} {r.status:8s} {r.where:7s} {r.path}"
         if r.status == "MISMATCH":
-            bad += 1
+            bad.append(r.key)
             line += f"\n{'':28s} expected {r.expected}\n{'':28s} actual   {r.actual}"
         print(line)
-    return 1 if bad else 0
+    if bad or missing:
+        what = [f"sha256 mismatch: {', '.join(bad)}"] if bad else []
+        what += [f"missing: {', '.join(missing)} (reprorec-data fetch {args.name})"] if missing else []
+        print(f"reprorec-data: error: {args.name}: {'; '.join(what)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ from benchmark.errors import ConfigError
 from benchmark.faults import fault_point
 from benchmark.fingerprint import sha256_json
 from benchmark.io import atomic_write_text
+from benchmark.preflight import check_sweep
 from benchmark.registry import conf_dir
+from benchmark.reporting.portable import portable_text
 from benchmark.services import ENV_SERVICES_DIR, SERVICES, redact_text, redact_url, services_folder
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
@@ -142,11 +145,17 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         if any(str(v or "").split(":", 1)[0] == SERVICES for v in (config.tracking.uri, storage)):
             # jobs resolve ``services`` against the same state folder, wherever they run
             os.environ[ENV_SERVICES_DIR] = str(services_folder(str(config.tracking.uri or storage)))
+        # every cell's config, then each dataset once, before any store, run or data load
+        n_cells = check_sweep(_cell_configs(config))
+        print(f"[reprorec] checked {n_cells} cells: configs valid, data available", file=sys.stderr)
+        # a report names a store that came from the environment as $MLFLOW_TRACKING_URI
+        from_env = not config.tracking.uri and bool(os.environ.get(ENV_TRACKING_URI))
         uri = resolve_tracking_uri(config.tracking.uri)
         os.environ[ENV_TRACKING_URI] = uri  # jobs (other processes, other folders) use the same store
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        command = redact_text(provenance.command_line())
+        # no secret and no absolute path of this machine in a logged command (paths made relative)
+        command = portable_text(redact_text(provenance.command_line()), cwd=Path.cwd())
         check_tracking_reachable(uri)  # fail fast, before MLflow's client retries for minutes
         tracker = Tracker(uri)
         experiment_id = tracker.ensure_experiment(str(config.tracking.experiment))
@@ -189,6 +198,7 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
                     "experiment_id": experiment_id,
                     "sweep_key": sweep_key,
                     "study_storage": resolve_study_storage(storage, uri),
+                    "tracking_uri_from_env": from_env,
                 },
                 indent=2,
             ),
@@ -209,6 +219,34 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
             sweep_dir, report=bool(config.report.enabled), report_dir=out, report_options=options
         )
         _STATE["summary"] = summary
+
+
+def _cell_configs(config: Any) -> Iterator[Config]:
+    """The composed config of every job of the sweep, as Hydra's basic sweeper will launch them.
+
+    The jobs' overrides are the sweeper's ``params`` plus the command line's, expanded to their
+    Cartesian product (:meth:`BasicSweeper.split_arguments`); each is composed like a job is.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, open_dict
+
+    loader = GlobalHydra.instance().config_loader()
+    node = config.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(node) if node else {}
+    assert isinstance(params, dict)
+    arguments = ["=".join((str(k), str(v))) for k, v in params.items()] + list(config.hydra.overrides.task)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+    for batch in BasicSweeper.split_arguments(parsed, None):
+        for overrides in batch:
+            job = loader.load_sweep_config(config, list(overrides))
+            with open_dict(job):
+                del job["hydra"]
+            try:
+                yield to_config(job)
+            except Exception as exc:
+                raise ConfigError(f"cell {' '.join(overrides)}: {exc}") from None
 
 
 def _claim_sweep_dir(sweep_dir: Path, leases: Any) -> None:
@@ -327,7 +365,8 @@ def finish_sweep(
         last = (o.get("error") or "").strip().splitlines()[-1:] or ["?"]
         print(f"[reprorec]   FAILED {o['name']} (run {o.get('run_id')}): {last[0]}", file=sys.stderr)
     if report and counts["finished"] + counts["skipped"] > 0:
-        summary["report"] = _generate_report(info["tracking_uri"], run_id, report_dir, report_options or {})
+        options = {**(report_options or {}), "from_env": bool(info.get("tracking_uri_from_env"))}
+        summary["report"] = _generate_report(info["tracking_uri"], run_id, report_dir, options)
     return summary
 
 
@@ -406,7 +445,7 @@ def task(cfg: Any) -> dict[str, Any]:
 
     handle_sigterm()  # also in launcher workers (other processes)
 
-    resolved = redact_text(OmegaConf.to_yaml(cfg, resolve=True))
+    resolved = portable_text(redact_text(OmegaConf.to_yaml(cfg, resolve=True)), cwd=Path.cwd())
     sweep_run_id = _sweep_run_id()
     config = to_config(cfg)
     if sweep_run_id is not None and os.environ.get(ENV_TRACKING_URI):

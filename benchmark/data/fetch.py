@@ -11,8 +11,15 @@ Order (:func:`locate_resource`):
    leaves the folder) which is then renamed; a pinned member sha256 is checked before use.
 
 A bad file raises :class:`~benchmark.errors.ChecksumError` and never replaces a good cached file.
-Hashes of large files are remembered by (path, size, mtime) in ``<cache>/verified.json`` so that
-repeated loads do not re-hash them; ``verify_dataset`` always re-hashes.
+
+Every file a run reads is verified **by content** each time it is located: no hash is trusted
+from an earlier look at the same (path, size, mtime), because a file changed in place with both
+kept (bit rot, ``cp -p`` over it, a restored backup) would then be accepted and its run would log
+the pinned sha256 as checked. The cost is small next to parsing: sha256 of a 560 MB file (the size
+of ml-20m's ratings.csv, 533 MB) takes 0.37 s on one core of the reference machine (Xeon with SHA
+extensions, OpenSSL 3.0, file in the page cache; about 1.5 GB/s), while pandas needs seconds to parse
+it. ``<cache>/verified.json`` only keeps the sha256 of archive members recorded at extraction from a
+verified archive (the reference a member without a pinned hash is checked against).
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ class LocatedFile:
             verified archive).
         origin: ``mirror``, ``cache`` or ``download``.
         check: which check was applied (e.g. ``mirror sha256``, ``archive sha256``).
+        name: the portable name of ``path`` (``<mirror>/...``, ``<cache>/...``), what logs show;
+            empty: derived from ``path`` by :func:`portable_file_name`.
     """
 
     dataset: str
@@ -70,15 +79,41 @@ class LocatedFile:
     sha256: str
     origin: str
     check: str
+    name: str = ""
 
     def to_dict(self) -> dict[str, str]:
+        """The record logged with a run (datasheet, source): no absolute path of this machine."""
         return {
             "key": self.key,
-            "file": str(self.path),
+            "file": self.name or portable_file_name(self.path),
             "sha256": self.sha256,
             "origin": self.origin,
             "check": self.check,
         }
+
+
+def portable_file_name(path: str | Path, *, mirror: Path | None = None, cache: Path | None = None) -> str:
+    """How logs and artifacts name a data file: never by an absolute path of this machine.
+
+    A file under the mirror is ``<mirror>/relative/name``, one under the cache ``<cache>/...``, one
+    under the working directory its path relative to it, anything else ``<local>/name`` (see
+    :func:`benchmark.reporting.portable.portable_path`, which reports apply to old runs too).
+
+    Args:
+        path: the file.
+        mirror: the mirror folder used (default ``REPROREC_MIRROR``).
+        cache: the cache folder used (default :func:`cache_root`).
+    """
+    from benchmark.reporting.portable import CACHE, MIRROR, portable_path
+
+    absolute = Path(os.path.abspath(path))
+    for label, root in ((MIRROR, mirror), (CACHE, cache)):
+        if root is None:
+            continue
+        for a, b in ((absolute, Path(os.path.abspath(root))), (absolute.resolve(), root.resolve())):
+            if a.is_relative_to(b):
+                return f"{label}/{a.relative_to(b).as_posix()}"
+    return portable_path(str(absolute), cwd=Path.cwd())
 
 
 def mirror_root(mirror: str | Path | None = None) -> Path | None:
@@ -99,7 +134,11 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 # ---------------------------------------------------------------------------------------------- hashes
 class _StampStore:
-    """sha256 of files remembered by (resolved path, size, mtime_ns), persisted as JSON in the cache."""
+    """sha256 of extracted archive members recorded at extraction, persisted as JSON in the cache.
+
+    A member without a pinned sha256 is checked against the hash recorded when it was extracted from
+    a verified archive. Entries are never a reason to skip hashing a file (see the module docstring).
+    """
 
     _lock = threading.Lock()
 
@@ -111,23 +150,20 @@ class _StampStore:
             if isinstance(loaded, dict):
                 self.entries = loaded
 
-    @staticmethod
-    def _stamp(path: Path) -> tuple[str, int, int]:
-        st = path.stat()
-        return str(path.resolve()), st.st_size, st.st_mtime_ns
-
-    def lookup(self, path: Path) -> dict[str, Any] | None:
-        key, size, mtime = self._stamp(path)
-        e = self.entries.get(key)
-        if e and e.get("size") == size and e.get("mtime_ns") == mtime:
-            return e
-        return None
+    def recorded(self, path: Path) -> dict[str, Any] | None:
+        """The entry recorded for ``path`` (whatever its size and mtime now), or None."""
+        return self.entries.get(str(path.resolve()))
 
     def record(self, path: Path, sha: str, **extra: Any) -> None:
-        key, size, mtime = self._stamp(path)
+        st = path.stat()
         with self._lock:
-            self.entries[key] = {"size": size, "mtime_ns": mtime, "sha256": sha, **extra}
-            with contextlib.suppress(OSError):  # a read-only cache only loses the shortcut
+            self.entries[str(path.resolve())] = {
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "sha256": sha,
+                **extra,
+            }
+            with contextlib.suppress(OSError):  # a read-only cache: the member is re-extracted next time
                 atomic_write_text(self.file, json.dumps(self.entries, indent=0, sort_keys=True))
 
     def forget(self, path: Path) -> None:
@@ -145,17 +181,19 @@ def _store(cache: Path) -> _StampStore:
     return _STORES[cache]
 
 
-def _hash(path: Path, store: _StampStore) -> str:
-    """sha256 of ``path``, from the stamp store when size and mtime are unchanged."""
-    e = store.lookup(path)
-    if e is not None:
-        return str(e["sha256"])
-    sha = sha256_file(path)
-    store.record(path, sha)
-    return sha
+def _hash(path: Path) -> str:
+    """sha256 of the bytes of ``path`` now, never a remembered one (bit rot keeps size and mtime)."""
+    return sha256_file(path)
 
 
 # ---------------------------------------------------------------------------------------------- download
+#: Set to 1 to never download (a cluster node without network): a missing file fails at once with
+#: the fix (URL, cache path, ``REPROREC_MIRROR``, ``reprorec-data fetch``) instead of timing out.
+ENV_OFFLINE = "REPROREC_OFFLINE"
+#: Seconds a download waits for a server's answer (connect or read) before trying the next URL.
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
 def download(
     urls: tuple[str, ...] | list[str],
     dest: Path,
@@ -173,12 +211,15 @@ def download(
         ChecksumError: the downloaded bytes do not have ``sha256`` (``dest`` is left untouched).
         ResourceUnavailableError: no URL could be read.
     """
+    if os.environ.get(ENV_OFFLINE, "").strip() not in ("", "0"):
+        raise ResourceUnavailableError(f"downloads are disabled ({ENV_OFFLINE}=1)")
     errors: list[str] = []
     for url in urls:
         try:
             with atomic_path(dest) as tmp:
                 h = hashlib.sha256()
-                with contextlib.closing(urlopen(url)) as resp, open(tmp, "wb") as fh:
+                resp_ = urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
+                with contextlib.closing(resp_) as resp, open(tmp, "wb") as fh:
                     total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
                     with tqdm(
                         total=int(total) if total else size,
@@ -288,18 +329,74 @@ def safe_extract(archive: Path, dest: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- locate
-def _unavailable(info: DatasetInfo, key: str, res: Resource, mirror: Path | None) -> ResourceUnavailableError:
+def download_path(dataset: str, key: str, *, cache_dir: str | Path | None = None) -> Path | None:
+    """Where a download of resource ``key`` is written (the archive for members); None: no URL.
+
+    A file put there by hand (downloaded elsewhere) is used as if downloaded: it is verified first.
+    """
+    res = get_dataset_info(dataset).resource(key)
+    if not res.urls:
+        return None
+    root = cache_root(cache_dir) / dataset
+    return _archive_path(root, res) if res.member else root / key / res.filename
+
+
+def fix_hint(
+    dataset: str, key: str, *, mirror: str | Path | None = None, cache_dir: str | Path | None = None
+) -> str:
+    """How to make resource ``key`` of ``dataset`` available without this process downloading it.
+
+    Names the URL and pinned sha256 to download, the cache path to put the file at, the mirror path
+    under ``REPROREC_MIRROR`` and ``reprorec-data fetch`` (e.g. run where the network is reachable).
+    """
+    res = get_dataset_info(dataset).resource(key)
+    mroot = mirror_root(mirror)
+    ways: list[str] = []
+    dest = download_path(dataset, key, cache_dir=cache_dir)
+    if dest is not None:
+        pin = f" (sha256 {res.sha256})" if res.sha256 else ""
+        ways.append(f"download {res.urls[0]}{pin} and put it at {dest}")
+    if res.mirror:
+        now = f"now {mroot}, which lacks it" if mroot is not None else "not set now"
+        ways.append(f"set REPROREC_MIRROR to a dataset mirror folder holding {res.mirror} ({now})")
+    if res.urls:
+        ways.append(
+            f"run `reprorec-data fetch {dataset}` where the network is reachable, with REPROREC_CACHE "
+            f"pointing at the cache folder {cache_root(cache_dir)} (or copy its {dataset}/ folder here)"
+        )
+    return "to fix: " + "; or ".join(ways) if ways else "no way to obtain it is registered"
+
+
+def _unavailable(
+    info: DatasetInfo,
+    key: str,
+    res: Resource,
+    mirror: Path | None,
+    *,
+    cache_dir: Path | None = None,
+    reason: str | None = None,
+) -> ResourceUnavailableError:
     where = f"mirror path {res.mirror}" if res.mirror else "no mirror path"
-    hint = (
-        f"it has no download URL and is only available in the offline mirror ({where}); set "
-        "REPROREC_MIRROR to the mirror folder"
-        if not res.urls
-        else "downloads are disabled"
-    )
+    if not res.urls:
+        hint = (
+            f"it has no download URL and is only available in the offline mirror ({where}); set "
+            "REPROREC_MIRROR to the mirror folder"
+        )
+    else:
+        why = f"the download failed ({reason})" if reason else "downloads are disabled"
+        hint = f"{why}; {fix_hint(info.name, key, mirror=mirror, cache_dir=cache_dir)}"
     return ResourceUnavailableError(
         f"resource {key!r} of dataset {info.name!r} is not in the mirror"
         f" ({mirror if mirror else 'REPROREC_MIRROR not set'}) nor in the cache; {hint}"
     )
+
+
+def _download(info: DatasetInfo, key: str, res: Resource, dest: Path, mroot: Path | None, croot: Path) -> str:
+    """:func:`download` whose failure names the resource and says how to fix it (offline first use)."""
+    try:
+        return download(res.urls, dest, sha256=res.sha256, size=res.size, desc=f"{info.name}/{key}")
+    except ResourceUnavailableError as exc:
+        raise _unavailable(info, key, res, mroot, cache_dir=croot, reason=str(exc)) from None
 
 
 def cache_path(dataset: str, key: str, *, cache_dir: str | Path | None = None) -> Path:
@@ -315,6 +412,25 @@ def _archive_path(root: Path, res: Resource) -> Path:
     return root / "archives" / res.urls[0].rsplit("/", 1)[-1]
 
 
+def local_copy(
+    dataset: str, key: str, *, mirror: str | Path | None = None, cache_dir: str | Path | None = None
+) -> Path | None:
+    """A local file of resource ``key`` (mirror copy, cached file, member or its archive), unverified.
+
+    A cheap presence check (no hashing) for checks that run before the work: whatever it returns is
+    verified by content when :func:`locate_resource` reads it.
+    """
+    info = get_dataset_info(dataset)
+    res = info.resource(key)
+    mroot = mirror_root(mirror)
+    if mroot is not None and res.mirror is not None and (mroot / res.mirror).is_file():
+        return mroot / res.mirror
+    candidates = [cache_path(dataset, key, cache_dir=cache_dir)]
+    if res.member:
+        candidates.append(_archive_path(cache_root(cache_dir) / dataset, res))
+    return next((p for p in candidates if p.is_file()), None)
+
+
 def locate_resource(
     dataset: str,
     key: str,
@@ -325,44 +441,49 @@ def locate_resource(
 ) -> LocatedFile:
     """Return a verified local copy of resource ``key`` of ``dataset`` (see the module docstring).
 
+    Every call hashes the file it returns: the sha256 recorded in :class:`LocatedFile` is that of
+    the bytes on disk now.
+
     Raises:
         UnknownNameError: unknown dataset or resource.
         ChecksumError: a mirror or downloaded file does not have its pinned sha256.
-        ResourceUnavailableError: the file is not local and cannot be downloaded.
+        ResourceUnavailableError: the file is not local and cannot be downloaded (the message says
+            what to download, where to put it, ``REPROREC_MIRROR`` and ``reprorec-data fetch``).
     """
     info = get_dataset_info(dataset)
     res = info.resource(key)
     mroot = mirror_root(mirror)
     croot = cache_root(cache_dir)
-    store = _store(croot)
 
     if mroot is not None and res.mirror is not None:
         mpath = mroot / res.mirror
         if mpath.is_file():
             assert res.mirror_sha256 is not None
-            actual = _hash(mpath, store)
+            actual = _hash(mpath)
             if actual != res.mirror_sha256:
                 raise ChecksumError(str(mpath), res.mirror_sha256, actual)
-            return LocatedFile(dataset, key, mpath, actual, "mirror", "mirror sha256")
+            return LocatedFile(
+                dataset, key, mpath, actual, "mirror", "mirror sha256", name=f"<mirror>/{res.mirror}"
+            )
 
     if res.member:
-        return _locate_member(info, key, res, croot, store, allow_download, mroot)
+        return _locate_member(info, key, res, croot, _store(croot), allow_download, mroot)
 
     path = croot / dataset / key / res.filename
+    name = f"<cache>/{dataset}/{key}/{res.filename}"
     expected = res.sha256 if res.urls else res.mirror_sha256
     check = "file sha256" if res.urls else "mirror sha256"
     if path.is_file():
-        actual = _hash(path, store)
+        actual = _hash(path)
         if actual == expected:
-            return LocatedFile(dataset, key, path, actual, "cache", check)
+            return LocatedFile(dataset, key, path, actual, "cache", check, name=name)
         if not res.urls or not allow_download:
             raise ChecksumError(str(path), str(expected), actual)
         # A corrupt cached copy is replaced only by a download that verifies.
     if not res.urls or not allow_download:
-        raise _unavailable(info, key, res, mroot)
-    actual = download(res.urls, path, sha256=res.sha256, size=res.size, desc=f"{dataset}/{key}")
-    store.record(path, actual)
-    return LocatedFile(dataset, key, path, actual, "download", check)
+        raise _unavailable(info, key, res, mroot, cache_dir=croot)
+    actual = _download(info, key, res, path, mroot, croot)
+    return LocatedFile(dataset, key, path, actual, "download", check, name=name)
 
 
 def _locate_member(
@@ -379,24 +500,25 @@ def _locate_member(
     archive = _archive_path(root, res)
     extracted = archive.with_name(archive.name + ".d")
     member = extracted / res.member
+    name = f"<cache>/{member.relative_to(croot).as_posix()}"
     check = res.check
 
     if member.is_file():
+        actual = _hash(member)
         if res.member_sha256 is not None:
-            actual = _hash(member, store)
             if actual == res.member_sha256:
-                return LocatedFile(info.name, key, member, actual, "cache", check)
+                return LocatedFile(info.name, key, member, actual, "cache", check, name=name)
         else:
-            e = store.lookup(member)
-            if e is not None and e.get("from_archive") == res.sha256:
-                return LocatedFile(info.name, key, member, str(e["sha256"]), "cache", check)
+            e = store.recorded(member)
+            if e is not None and e.get("from_archive") == res.sha256 and e.get("sha256") == actual:
+                return LocatedFile(info.name, key, member, actual, "cache", check, name=name)
+        # changed since it was extracted: extracted again below from the verified archive
 
     origin = "cache"
-    if not (archive.is_file() and _hash(archive, store) == res.sha256):
+    if not (archive.is_file() and _hash(archive) == res.sha256):
         if not allow_download:
-            raise _unavailable(info, key, res, mroot)
-        actual = download(res.urls, archive, sha256=res.sha256, size=res.size, desc=f"{info.name}/{key}")
-        store.record(archive, actual)
+            raise _unavailable(info, key, res, mroot, cache_dir=croot)
+        _download(info, key, res, archive, mroot, croot)
         origin = "download"
     safe_extract(archive, extracted)
     if not member.is_file():
@@ -406,7 +528,7 @@ def _locate_member(
         shutil.rmtree(extracted, ignore_errors=True)
         raise ChecksumError(f"{archive}:{res.member}", res.member_sha256, actual)
     store.record(member, actual, from_archive=res.sha256)
-    return LocatedFile(info.name, key, member, actual, origin, check)
+    return LocatedFile(info.name, key, member, actual, origin, check, name=name)
 
 
 def fetch_resource(
@@ -474,7 +596,7 @@ def _local_copies(
         member = archive.with_name(archive.name + ".d") / res.member
         expected = res.member_sha256
         if expected is None:  # recorded at extraction from the verified archive
-            e = _store(croot).entries.get(str(member.resolve()))
+            e = _store(croot).recorded(member)
             expected = None if e is None else str(e["sha256"])
         yield "cache", member, expected
     else:

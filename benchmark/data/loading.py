@@ -16,7 +16,14 @@ from typing import Any
 import pandas as pd
 
 from benchmark.data.datasets import DatasetInfo, Variant, get_dataset_info
-from benchmark.data.fetch import LocatedFile, ResourceUnavailableError, locate_resource, mirror_root
+from benchmark.data.fetch import (
+    LocatedFile,
+    ResourceUnavailableError,
+    fix_hint,
+    locate_resource,
+    mirror_root,
+    portable_file_name,
+)
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.data.parsers import parse
 from benchmark.data.preprocess import Counts, PreprocessConfig, StepRecord, preprocess
@@ -84,21 +91,61 @@ def choose_variant(
 ) -> Variant:
     """The variant to read: the requested one, else the first whose files are all local, else the
     first that can be downloaded."""
+    return locate_variant(info, variant=variant, mirror=mirror, cache_dir=cache_dir, locate=False)[0]
+
+
+def locate_variant(
+    info: DatasetInfo,
+    *,
+    variant: str | None = None,
+    mirror: Any = None,
+    cache_dir: Any = None,
+    locate: bool = True,
+) -> tuple[Variant, list[LocatedFile]]:
+    """The variant to read (see :func:`choose_variant`) and, with ``locate``, its verified files.
+
+    Each file is hashed once: the copies verified while looking for a local variant are the ones
+    returned, not hashed again.
+
+    Raises:
+        ResourceUnavailableError: no variant is local and none can be downloaded (the message says
+            how to make one available).
+        ChecksumError: a file of the requested variant does not have its pinned sha256.
+    """
     if variant is not None:
-        return info.variant(variant)
+        v = info.variant(variant)
+        files = (
+            [locate_resource(info.name, k, mirror=mirror, cache_dir=cache_dir) for k in v.resources]
+            if locate
+            else []
+        )
+        return v, files
     for v in info.variants:
         try:
-            for key in v.resources:
+            files = [
                 locate_resource(info.name, key, mirror=mirror, cache_dir=cache_dir, allow_download=False)
+                for key in v.resources
+            ]
         except (ResourceUnavailableError, ChecksumError):
             continue  # not local, or a corrupt cached copy: a download below replaces it
-        return v
+        return v, files
     for v in info.variants:
         if all(info.resource(k).urls for k in v.resources):
-            return v
+            files = (
+                [locate_resource(info.name, k, mirror=mirror, cache_dir=cache_dir) for k in v.resources]
+                if locate
+                else []
+            )
+            return v, files
+    hints = "; ".join(
+        f"variant {v.name!r}: {fix_hint(info.name, k, mirror=mirror, cache_dir=cache_dir)}"
+        for v in info.variants
+        for k in v.resources[:1]
+    )
     raise ResourceUnavailableError(
         f"dataset {info.name!r} is not available: no variant is in the mirror "
-        f"({mirror_root(mirror) or 'REPROREC_MIRROR not set'}) or the cache, and none can be downloaded"
+        f"({mirror_root(mirror) or 'REPROREC_MIRROR not set'}) or the cache, and none can be "
+        f"downloaded; {hints}"
     )
 
 
@@ -134,13 +181,12 @@ def load_dataset(
         return _load_synthetic(info, opts, config)
     if name == "file":
         frame, source = _read_file(opts)
+        read = [str(Path(str(opts["path"])).expanduser())]
     else:
-        variant = choose_variant(info, variant=opts.pop("variant", None), mirror=mirror, cache_dir=cache_dir)
+        requested = opts.pop("variant", None)
         if opts:
             raise ConfigError(f"dataset {name!r} takes only the option 'variant', got {sorted(opts)}")
-        located: list[LocatedFile] = [
-            locate_resource(name, k, mirror=mirror, cache_dir=cache_dir) for k in variant.resources
-        ]
+        variant, located = locate_variant(info, variant=requested, mirror=mirror, cache_dir=cache_dir)
         frame = parse(variant.parser, [f.path for f in located], variant.parser_options)
         source = Source(
             variant=variant.name,
@@ -148,7 +194,10 @@ def load_dataset(
             dropped_rows=int(frame.attrs.get("dropped_rows", 0)),
             notes=variant.notes,
         )
-    where = ", ".join(f["file"] for f in source.files) or name
+        read = [str(f.path) for f in located]
+    # Errors name the files as this machine has them (the user fixes them here); what is logged
+    # (source.files) names them portably.
+    where = ", ".join(read) or name
     frame, steps = preprocess(frame, config, source=where)
     data = _to_matrix(frame, name)
     return LoadedDataset(name, data, steps, info, source, config)
@@ -204,12 +253,13 @@ def _read_file(opts: Mapping[str, Any]) -> tuple[pd.DataFrame, Source]:
         raise ConfigError(f"format must be csv, tsv or parquet, got {fmt!r}")
     record = {
         "key": "file",
-        "file": str(path),
+        "file": portable_file_name(path),  # logged: no absolute path of this machine
         "sha256": sha256_file(path),
         "origin": "local",
         "check": "none (user file)",
     }
     clean = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in opts.items()}
+    clean["path"] = record["file"]  # the file as the record names it (portable)
     return frame, Source("file", (record,), options=clean)
 
 

@@ -37,9 +37,11 @@ def _line_text(path: Path, line: int) -> str:
     return ""
 
 
-def _malformed(path: Path, line: int, message: str, field: str | None = None) -> DataError:
+def _malformed(
+    path: Path, line: int, message: str, field: str | None = None, value: str | None = None
+) -> DataError:
     text = _line_text(path, line)
-    return DataError(f"{message}: {text!r}", file=str(path), line=line, field=field)
+    return DataError(f"{message}: {text!r}", file=str(path), line=line, field=field, value=value)
 
 
 # ---------------------------------------------------------------------------------------------- delimited
@@ -70,7 +72,8 @@ def read_delimited(
         int64). Dropped rows are counted in ``frame.attrs["dropped_rows"]``.
 
     Raises:
-        DataError: missing column, malformed line, non-integer id, NaN rating (file:line and text).
+        DataError: missing column, malformed line, non-integer id, NaN or infinite rating (file:line,
+            field, value and the line's text).
     """
     path = Path(path)
     if ids not in ("int", "str"):
@@ -139,7 +142,9 @@ def read_delimited(
         raise DataError("missing column", file=str(path), field=absent[0], value=list(frame.columns))
     frame = frame.rename(columns=rename)[[c for c in CANONICAL if c in targets]]
 
-    if "rating" in frame.columns and frame["rating"].isna().any():
+    if "rating" in frame.columns and not np.isfinite(frame["rating"].to_numpy()).all():
+        # NaN and inf alike: an infinite rating (``inf``, ``1e999``) breaks every rating threshold
+        # and weighted model as surely as a missing one.
         raise _diagnose(path, kwargs, rename, header, None, dtype) from None
 
     dropped = 0
@@ -188,7 +193,7 @@ def _diagnose(
             bad = (text == "").to_numpy()
         else:
             num = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
-            bad = np.isnan(num)
+            bad = ~np.isfinite(num)  # unparsable (NaN after coercion) or infinite
             if dtype.get(src) == "int64":
                 with np.errstate(invalid="ignore"):
                     bad |= ~bad & (np.mod(num, 1) != 0)
@@ -203,9 +208,13 @@ def _diagnose(
             what = "empty line" if _line_text(path, line).strip() == "" else f"missing or NaN {dst}"
         elif dst in ("user", "item"):
             what = f"non-integer {dst} id {value!r}"
+        elif np.isinf(pd.to_numeric(value.strip(), errors="coerce")):
+            what = f"infinite {dst} {value!r} (ratings must be finite numbers)"
+        elif value.strip().lower() in ("nan", "-nan", "+nan"):
+            what = f"NaN {dst} {value!r} (ratings must be finite numbers)"
         else:
             what = f"non-numeric {dst} {value!r}"
-        return _malformed(path, line, f"malformed line: {what}", field=dst)
+        return _malformed(path, line, f"malformed line: {what}", field=dst, value=value)
     return DataError(f"cannot read file: {exc}", file=str(path))
 
 
@@ -282,9 +291,17 @@ def read_parquet(path: str | Path, *, columns: Mapping[str, str] | None = None, 
             raise DataError("missing value", file=str(path), line=r + 1, field=col)
     if "rating" in frame.columns:
         frame["rating"] = frame["rating"].astype("float64")
-        if frame["rating"].isna().any():
-            r = int(np.flatnonzero(frame["rating"].isna().to_numpy())[0])
-            raise DataError("NaN rating", file=str(path), line=r + 1, field="rating")
+        finite = np.isfinite(frame["rating"].to_numpy())
+        if not finite.all():
+            r = int(np.flatnonzero(~finite)[0])
+            value = float(frame["rating"].iloc[r])
+            raise DataError(
+                f"{'NaN' if np.isnan(value) else 'infinite'} rating in row {r + 1}",
+                file=str(path),
+                line=r + 1,
+                field="rating",
+                value=value,
+            )
     return frame
 
 

@@ -189,15 +189,14 @@ def preprocess(
         The filtered frame and one :class:`StepRecord` per step that ran.
 
     Raises:
-        DataError: duplicates under policy ``error``, a rating step without ratings, NaN ratings,
-            or nothing left after filtering.
+        DataError: duplicates under policy ``error``, a rating step without ratings, NaN or
+            infinite ratings, or nothing left after filtering.
     """
     for col in ("user", "item"):
         if col not in frame.columns:
             raise DataError("missing column", file=source, field=col, value=list(frame.columns))
-    if "rating" in frame.columns and frame["rating"].isna().any():
-        r = int(np.flatnonzero(frame["rating"].isna().to_numpy())[0])
-        raise DataError("NaN rating", file=source, field="rating", value=f"row {r}")
+    if "rating" in frame.columns:
+        _check_ratings(frame["rating"].to_numpy(dtype=np.float64), source)
     steps: list[StepRecord] = []
 
     before = Counts.of(frame)
@@ -226,6 +225,30 @@ def preprocess(
         _not_empty(frame, "k_core", source)
     _not_empty(frame, "load", source)
     return frame, steps
+
+
+#: The largest rating the float32 rating array of an InteractionMatrix holds without becoming inf.
+_MAX_RATING = float(np.finfo(np.float32).max)
+
+
+def _check_ratings(ratings: np.ndarray, source: str) -> None:
+    """Refuse NaN, infinite and float32-overflowing ratings, naming the first one (row and value).
+
+    Parsers refuse them with the file's line; this also covers frames built in code and readers
+    that do not check (a rating of ``1e39`` is finite here but ``inf`` once stored as float32).
+    """
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(ratings) | (np.abs(ratings) > _MAX_RATING)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        v = float(ratings[r])
+        what = "NaN" if np.isnan(v) else "infinite" if np.isinf(v) else "out-of-range (beyond float32)"
+        raise DataError(
+            f"{what} rating in row {r} (0-based, {int(bad.sum())} such rows); ratings must be finite numbers",
+            file=source,
+            field="rating",
+            value=v,
+        )
 
 
 def _not_empty(frame: pd.DataFrame, step: str, source: str) -> None:

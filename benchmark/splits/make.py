@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, DataError
 from benchmark.fingerprint import sha256_json
 from benchmark.seeds import derive_seed
 from benchmark.splits import store
@@ -231,24 +231,59 @@ def make_split(
             "data_fingerprint": data_fp,
             "cache_key": key,
         }
-        return Split(
+        made = Split(
             train=split.train,
             test=split.test,
             validation=split.validation,
             test_candidates=split.test_candidates,
             params=_json_params(params),
         ).check()
+        return check_not_empty(made, config, dataset=dataset, seed=seed)  # before it is cached
 
     if not use_cache:
         return build()
     dest = store.splits_dir(cache_dir) / store.safe_name(dataset, config.name, f"seed{seed}", key[:16])
-    return store.cached_split(dest, build)
+    # also a split cached before this check existed
+    return check_not_empty(store.cached_split(dest, build), config, dataset=dataset, seed=seed)
+
+
+def check_not_empty(split: Split, config: SplitConfig, *, dataset: str, seed: int) -> Split:
+    """Refuse a split without test users (or with a validation part without users).
+
+    Such a split cannot be evaluated: every metric is a mean over zero users (NaN), so a cell would
+    "finish" with NaN metrics after all its fitting and tuning. It is refused before any fitting,
+    naming the dataset, the split config and the counts.
+
+    Returns:
+        ``split`` unchanged.
+
+    Raises:
+        DataError: the test part, or the validation part when there is one, has no user.
+    """
+    parts = [("test", split.test)] + (
+        [("validation", split.validation)] if split.validation is not None else []
+    )
+    for part, matrix in parts:
+        n_users = int((matrix.user_counts() > 0).sum())
+        if n_users == 0:
+            n_train_users = int((split.train.user_counts() > 0).sum())
+            raise DataError(
+                f"split {config.name!r} of dataset {dataset!r} (seed {seed}) has 0 {part} users "
+                f"({matrix.nnz} {part} interactions; {n_train_users} users and {split.train.nnz} "
+                f"interactions in train): nothing to evaluate, every metric would be NaN; change the "
+                f"split's parameters (e.g. split.params / split.validation_params) or the dataset's "
+                "preprocessing",
+                field=f"split.{part}",
+                value=n_users,
+            )
+    return split
 
 
 __all__ = [
     "PUBLISHED",
     "SPLITTERS",
     "SplitConfig",
+    "check_not_empty",
     "load_split_config",
     "make_split",
     "split_key",

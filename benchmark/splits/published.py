@@ -46,7 +46,7 @@ import scipy.sparse as sp
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import DataError, LeakageError, UnknownNameError
-from benchmark.fingerprint import sha256_file, sha256_json
+from benchmark.fingerprint import sha256_json
 from benchmark.splits import store
 from benchmark.splits.split import Split
 from benchmark.splits.splitters import _json_params, user_stats
@@ -454,18 +454,15 @@ def read_published(name: str, paths: Sequence[str | Path]) -> Split:
     return spec.reader(*[Path(p) for p in paths], name=name)
 
 
-def _resource_path(dataset: str, key: str, mirror: str | Path | None, cache_dir: str | Path | None) -> Path:
-    """A verified local path of a dataset resource (mirror first, then cache / download)."""
-    from benchmark.data.fetch import fetch_resource
+def _resource_file(
+    dataset: str, key: str, mirror: str | Path | None, cache_dir: str | Path | None
+) -> tuple[Path, str]:
+    """A verified local path of a dataset resource (mirror first, then cache / download) and the
+    sha256 of its content, hashed once by the data layer."""
+    from benchmark.data.fetch import locate_resource
 
-    return Path(
-        fetch_resource(
-            dataset,
-            key,
-            mirror=None if mirror is None else Path(mirror),
-            cache_dir=None if cache_dir is None else Path(cache_dir),
-        )
-    )
+    f = locate_resource(dataset, key, mirror=mirror, cache_dir=cache_dir)
+    return f.path, f.sha256
 
 
 def load_published_split(
@@ -482,8 +479,9 @@ def load_published_split(
     by the files' sha256 and the reader version.
     """
     spec = get_published(name)
-    paths = [_resource_path(spec.dataset, key, mirror, cache_dir) for key in spec.resources]
-    digests = {key: sha256_file(p) for key, p in zip(spec.resources, paths)}
+    files = [_resource_file(spec.dataset, key, mirror, cache_dir) for key in spec.resources]
+    paths = [p for p, _ in files]
+    digests = {key: sha for key, (_, sha) in zip(spec.resources, files, strict=True)}
 
     def build() -> Split:
         split = read_published(name, paths)

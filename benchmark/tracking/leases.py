@@ -105,12 +105,13 @@ class LeaseTable:
         import sqlalchemy as sa
 
         from benchmark.tracking.mlflow_store import sqlite_path
+        from benchmark.tuning.tuner import open_storage
 
+        # the Optuna schema first (atomically for SQLite: the storage is also the study's); an
+        # unreachable or unusable storage fails here with its URL redacted, before any SQL of ours
+        open_storage(url).engine.dispose()
         db = sqlite_path(url)
-        if db is not None:  # the Optuna schema first, atomically (the storage is also the study's)
-            from benchmark.tuning.tuner import open_storage
-
-            open_storage(url)
+        if db is not None:
             kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
         elif url.startswith(("postgresql", "mysql")):
             kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}

@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
+from benchmark.errors import ConfigError
 from benchmark.tracking import schema
 
 T = TypeVar("T")
@@ -58,7 +59,8 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI, else None."""
     if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
         return None
-    return Path(unquote(urlparse(uri).path))
+    # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db (optional ?query)
+    return Path(unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
 
 
 def ensure_sqlite_store(db: Path) -> bool:
@@ -160,7 +162,10 @@ class Tracker:
         # MLflow prints a "View run ... at: <server URL>" line per finished run on a server: one per
         # trial in every worker's log. reprorec prints its own progress.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        self.client = MlflowClient(tracking_uri=self.uri)
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+        except Exception as exc:  # a sqlite store is opened (and checked) here: not a database...
+            raise self._unusable(exc) from exc
 
     # ------------------------------------------------------------------ store and experiment
     def ensure_experiment(self, name: str) -> str:
@@ -169,18 +174,39 @@ class Tracker:
         Call once in the launching process before jobs fan out: the first use of a sqlite store
         runs its schema migrations, which race when several processes do it at once.
         """
-        exp = _retry(lambda: self.client.get_experiment_by_name(name))
+        db = sqlite_path(self.uri)
+        if db is not None and db.exists():
+            # sqlite opens a read-only file happily and fails at the first write, mid-cell
+            unwritable = [p for p in (db, db.parent) if not os.access(p, os.W_OK)]
+            if unwritable:
+                raise self._unusable(PermissionError(f"{unwritable[0].name or unwritable[0]} is read-only"))
+        try:
+            exp = _retry(lambda: self.client.get_experiment_by_name(name))
+        except Exception as exc:  # not a database, a newer schema, a broken server
+            raise self._unusable(exc) from exc
         if exp is not None:
             return str(exp.experiment_id)
-        db = sqlite_path(self.uri)
         location = (db.parent / "mlruns").resolve().as_uri() if db is not None else None
         try:
             return str(_retry(lambda: self.client.create_experiment(name, artifact_location=location)))
-        except Exception:  # created meanwhile by another process
+        except Exception as exc:  # created meanwhile by another process, or not writable
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
-                raise
+                raise self._unusable(exc) from exc
             return str(exp.experiment_id)
+
+    def _unusable(self, exc: BaseException) -> ConfigError:
+        """An error naming this store (password redacted) and what is wrong with it."""
+        from benchmark.services import redact_url
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        db = sqlite_path(self.uri)
+        what = f"the sqlite file {db.name}: " if db is not None else ""
+        return ConfigError(
+            f"MLflow tracking store {redact_url(self.uri)} is not usable: {what}{type(exc).__name__}: "
+            f"{first} (a corrupt or read-only store: restore it, or point tracking.uri / "
+            "MLFLOW_TRACKING_URI at another one)"
+        )
 
     # ------------------------------------------------------------------ runs
     def start_run(
@@ -263,7 +289,18 @@ class Tracker:
                 profile=json.dumps({"sha256": sha, **profile}, default=str),
             )
             inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", context)]))
-        _retry(lambda: self.client.log_inputs(run_id, datasets=inputs))
+        for attempt in range(6):
+            try:
+                _retry(lambda: self.client.log_inputs(run_id, datasets=inputs))
+                return
+            except Exception as exc:
+                # Two cells of one dataset (parallel workers) insert the same (experiment, name,
+                # digest) row at once: the loser's transaction is rolled back; retried, it finds
+                # the winner's row and reuses it.
+                text = str(exc)
+                if attempt == 5 or not ("UNIQUE constraint" in text or "duplicate key" in text):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     # ------------------------------------------------------------------ queries
     def find_runs(self, experiment_id: str, **tags: str) -> list[Any]:

@@ -45,6 +45,7 @@ from benchmark.faults import fault_point
 from benchmark.fingerprint import sha256_json
 from benchmark.models import IterativeRecommender, Recommender
 from benchmark.registry import ModelSpec
+from benchmark.reporting.portable import portable_text
 from benchmark.seeds import derive_seed
 from benchmark.services import redact_text
 from benchmark.splits.split import Split
@@ -168,6 +169,9 @@ def _published_datasheet(cfg: Config, split: Split) -> dict[str, Any] | None:
 
 def prepare_cell(cfg: Config) -> PreparedCell:
     """Load data, split, and compute the cell key (no fitting)."""
+    from benchmark.preflight import check_cell_config
+
+    check_cell_config(cfg)  # hyperparameter types and ranges before any data is read
     spec = model_spec(cfg)
     # tuner=fixed: an empty space, i.e. one trial of model.params (Hydra merges a `{}` override into
     # the YAML's mapping, so the space cannot be emptied from the command line)
@@ -414,7 +418,7 @@ def _base_tags(cfg: Config, command: str | None) -> dict[str, Any]:
         S.CONFIG_HASH: provenance.config_hash(config_dict(cfg)),
         S.VERSIONS: json.dumps(provenance.package_versions(), sort_keys=True),
         S.HARDWARE: json.dumps(provenance.hardware(), sort_keys=True),
-        S.COMMAND: redact_text(command or provenance.command_line()),
+        S.COMMAND: portable_text(redact_text(command or provenance.command_line()), cwd=Path.cwd()),
     }
 
 
