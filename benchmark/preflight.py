@@ -101,13 +101,19 @@ def ensure_data(
     from benchmark.data.loading import choose_variant
 
     info = get_dataset_info(dataset)
+
+    def local(key: str) -> bool:  # present; verified by content when a cell reads it
+        return local_copy(dataset, key, mirror=mirror, cache_dir=cache_dir) is not None
+
     if keys is None:
         if not info.variants:
             return
+        if variant is None and any(all(map(local, v.resources)) for v in info.variants):
+            return  # the loader reads the first variant that is all local
         chosen = choose_variant(info, variant=variant, mirror=mirror, cache_dir=cache_dir)
         keys = tuple(chosen.resources)
     for key in keys:
-        if local_copy(dataset, key, mirror=mirror, cache_dir=cache_dir) is None:
+        if not local(key):
             locate_resource(dataset, key, mirror=mirror, cache_dir=cache_dir)  # downloads, verified
 
 

@@ -181,11 +181,6 @@ def _store(cache: Path) -> _StampStore:
     return _STORES[cache]
 
 
-def _hash(path: Path) -> str:
-    """sha256 of the bytes of ``path`` now, never a remembered one (bit rot keeps size and mtime)."""
-    return sha256_file(path)
-
-
 # ---------------------------------------------------------------------------------------------- download
 #: Set to 1 to never download (a cluster node without network): a missing file fails at once with
 #: the fix (URL, cache path, ``REPROREC_MIRROR``, ``reprorec-data fetch``) instead of timing out.
@@ -459,7 +454,7 @@ def locate_resource(
         mpath = mroot / res.mirror
         if mpath.is_file():
             assert res.mirror_sha256 is not None
-            actual = _hash(mpath)
+            actual = sha256_file(mpath)
             if actual != res.mirror_sha256:
                 raise ChecksumError(str(mpath), res.mirror_sha256, actual)
             return LocatedFile(
@@ -474,7 +469,7 @@ def locate_resource(
     expected = res.sha256 if res.urls else res.mirror_sha256
     check = "file sha256" if res.urls else "mirror sha256"
     if path.is_file():
-        actual = _hash(path)
+        actual = sha256_file(path)
         if actual == expected:
             return LocatedFile(dataset, key, path, actual, "cache", check, name=name)
         if not res.urls or not allow_download:
@@ -504,7 +499,7 @@ def _locate_member(
     check = res.check
 
     if member.is_file():
-        actual = _hash(member)
+        actual = sha256_file(member)
         if res.member_sha256 is not None:
             if actual == res.member_sha256:
                 return LocatedFile(info.name, key, member, actual, "cache", check, name=name)
@@ -515,7 +510,7 @@ def _locate_member(
         # changed since it was extracted: extracted again below from the verified archive
 
     origin = "cache"
-    if not (archive.is_file() and _hash(archive) == res.sha256):
+    if not (archive.is_file() and sha256_file(archive) == res.sha256):
         if not allow_download:
             raise _unavailable(info, key, res, mroot, cache_dir=croot)
         _download(info, key, res, archive, mroot, croot)

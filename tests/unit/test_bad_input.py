@@ -10,7 +10,6 @@ and logged file records held absolute paths of the machine.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import data as data_cli
-from benchmark.data.datasets import DATASETS, DatasetInfo, Resource, Variant
+from benchmark.data.datasets import Resource
 from benchmark.data.fetch import locate_resource
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.data.loading import load_dataset
@@ -29,13 +28,10 @@ from benchmark.errors import ChecksumError, ConfigError, DataError, ReproRecErro
 from benchmark.preflight import ensure_data
 from benchmark.splits.make import SplitConfig, make_split
 from benchmark.tracking.mlflow_store import Tracker
+from tests.unit.test_data_fetch import register, sha
 from tests.unit.test_sweep import FAST, reprorec, work  # noqa: F401  (fixture)
 
 GOOD = b"1\t10\t5\n2\t10\t3\n2\t11\t4\n"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -48,21 +44,13 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     (mirror / "toy" / "r.tsv").write_bytes(GOOD)
     side = b"side file\n"
     (up / "side.txt").write_bytes(side)
-    info = DatasetInfo(
-        name="toy",
-        title="toy",
-        homepage="",
-        citation="",
-        license="",
-        resources={
+    register(
+        monkeypatch,
+        {
             "ratings": Resource(mirror="toy/r.tsv", mirror_sha256=sha(GOOD)),
             "side": Resource(urls=((up / "side.txt").as_uri(),), sha256=sha(side)),
         },
-        variants=(
-            Variant("v", ("ratings",), "delimited", {"sep": "\t", "names": ["user", "item", "rating"]}),
-        ),
     )
-    monkeypatch.setitem(DATASETS, "toy", info)
     monkeypatch.setenv("REPROREC_MIRROR", str(mirror))
     monkeypatch.setenv("REPROREC_CACHE", str(cache))
     monkeypatch.delenv("REPROREC_OFFLINE", raising=False)
@@ -142,6 +130,16 @@ def test_offline_first_use_fails_once_with_url_cache_path_mirror_and_fetch(toy, 
     monkeypatch.delenv("REPROREC_OFFLINE")
     ensure_data("toy", ("side",))  # online: fetched once, verified
     assert (cache / "toy" / "side" / "side.txt").is_file()
+
+
+def test_preflight_does_not_hash_files_that_are_already_local(toy, monkeypatch) -> None:
+    """Cells verify what they read; the sweep's check only looks for presence (no double hashing)."""
+    from benchmark.data import fetch
+
+    calls: list[str] = []
+    monkeypatch.setattr(fetch, "sha256_file", lambda p: calls.append(str(p)) or "")
+    ensure_data("toy")  # its variant's file is in the mirror
+    assert calls == []
 
 
 def test_data_fetch_fails_loudly_when_a_resource_cannot_be_fetched(toy, monkeypatch, capsys) -> None:
