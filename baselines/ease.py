@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
-from benchmark.models import Param, Recommender
+from benchmark.models import ModelTags, Param, Recommender
 
 #: Dense item x item float32 matrices alive at the peak of the primal solve (Gram, its inverse in
 #: place, LAPACK workspace and the final weights), used to estimate memory before allocating.
@@ -89,6 +89,8 @@ class EASE(Recommender):
         l2: L2 regularisation added to the diagonal of the Gram matrix (Steck's lambda).
         max_memory_gib: optional cap on the estimated memory, in GiB (None: available memory only).
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"l2": 1.0})
 
     param_specs: ClassVar[dict[str, Param]] = {
         "l2": Param("float", low=1e-6, high=1e12),

@@ -10,7 +10,7 @@ from sklearn.preprocessing import normalize as sk_normalize
 
 from baselines.similarity import ItemSimilarityRecommender, binarize, blocked_topk, topk_per_column
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param
+from benchmark.models import ModelTags, Param
 
 
 def random_walk_similarity(
@@ -98,6 +98,8 @@ class P3alpha(ItemSimilarityRecommender):
         block_size: items per block; ``None`` sizes blocks to about 64 MiB (never changes the result).
     """
 
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"top_k": 10})
+
     param_specs: ClassVar[dict[str, Param]] = _GRAPH_PARAMS
 
     def __init__(
@@ -142,6 +144,8 @@ class RP3beta(ItemSimilarityRecommender):
         normalize: l1-normalise the rows of ``W`` after pruning.
         block_size: items per block; ``None`` sizes blocks to about 64 MiB (never changes the result).
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"top_k": 10})
 
     param_specs: ClassVar[dict[str, Param]] = {**_GRAPH_PARAMS, "beta": Param("float", low=0)}
 

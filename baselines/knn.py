@@ -24,7 +24,7 @@ from baselines.similarity import (
 )
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
-from benchmark.models import Param, Recommender
+from benchmark.models import ModelTags, Param, Recommender
 
 _KNN_PARAMS: dict[str, Param] = {
     "top_k": Param("int", low=1),
@@ -133,6 +133,8 @@ class ItemKNN(_Neighbourhood, ItemSimilarityRecommender):
             memory and speed, never the result.
     """
 
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"top_k": 10})
+
     def fit(self, train: InteractionMatrix) -> ItemKNN:
         self.validate_params()
         sim_input, profiles = _similarity_inputs(self, train)
@@ -174,6 +176,8 @@ class UserKNN(_Neighbourhood):
         tversky_beta: Tversky weight of the neighbour's own items (>= 0).
         block_size: users per similarity block; ``None`` sizes blocks to about 64 MiB.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"top_k": 10})
 
     def fit(self, train: InteractionMatrix) -> UserKNN:
         self.validate_params()

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
-from benchmark.models import IterativeRecommender, Param
+from benchmark.models import IterativeRecommender, ModelTags, Param
 
 CONFIDENCE_SCALINGS = ("linear", "log")
 
@@ -77,6 +77,8 @@ class IALS(IterativeRecommender):
         random_state: seed of the initial factors.
     """
 
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"factors": 4, "regularization": 1.0, "epochs": 10})
+
     param_specs: ClassVar[dict[str, Param]] = {
         "factors": Param("int", low=1, high=10_000),
         "regularization": Param("float", low=0.0, high=1e6),
@@ -96,7 +98,7 @@ class IALS(IterativeRecommender):
         alpha: float = 1.0,
         epsilon: float = 1.0,
         confidence_scaling: str = "linear",
-        epochs: int = 15,
+        epochs: int = 50,
         use_cg: bool = True,
         num_threads: int = 0,
         random_state: int = 0,
@@ -195,6 +197,8 @@ class BPR(IterativeRecommender):
         num_threads: threads of ``implicit``; 1 for reproducible results, 0 for all cores.
         random_state: seed of the initial factors and of the samplers.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"factors": 4, "epochs": 200})
 
     param_specs: ClassVar[dict[str, Param]] = {
         "factors": Param("int", low=1, high=10_000),

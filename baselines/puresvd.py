@@ -10,7 +10,7 @@ from sklearn.utils.extmath import randomized_svd
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
-from benchmark.models import Param, Recommender
+from benchmark.models import ModelTags, Param, Recommender
 
 
 class PureSVD(Recommender):
@@ -29,6 +29,8 @@ class PureSVD(Recommender):
         n_factors: rank of the truncated SVD; at most ``min(n_users, n_items)`` of the training data.
         random_state: seed of the randomized range finder.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"n_factors": 4})
 
     param_specs: ClassVar[dict[str, Param]] = {
         "n_factors": Param("int", low=1, high=10_000),

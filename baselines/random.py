@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param, Recommender
+from benchmark.models import ModelTags, Param, Recommender
 from benchmark.seeds import derive_seed
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -37,6 +37,8 @@ class Random(Recommender):
     Args:
         random_state: seed of the scores.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(personalised=False)  # random scores ignore the history
 
     param_specs: ClassVar[dict[str, Param]] = {"random_state": Param("int", low=0, high=2**63 - 1)}
 

@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param, Recommender
+from benchmark.models import ModelTags, Param, Recommender
 
 
 def _fit_items(
@@ -97,6 +97,8 @@ class SLIM(Recommender):
         tol: coordinate-descent tolerance.
         n_jobs: number of joblib worker processes.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"top_k": 20})
 
     param_specs: ClassVar[dict[str, Param]] = {
         "alpha": Param("float", low=1e-12, high=1e6),

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param, Recommender
+from benchmark.models import ModelTags, Param, Recommender
 
 
 class TopPop(Recommender):
@@ -21,6 +21,8 @@ class TopPop(Recommender):
     Args:
         None. TopPop has no hyperparameters.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(personalised=False)  # one popularity ranking for every user
 
     param_specs: ClassVar[dict[str, Param]] = {}
 

@@ -45,8 +45,10 @@ class SplitConfigSchema:
 class ModelConfig:
     """``conf/model/*.yaml``: the model registry entry (see :mod:`benchmark.registry`).
 
-    ``params`` are the hyperparameters used when not tuned (``model.params.x=...`` overrides one);
-    ``search_space`` the explicit distributions the tuner samples.
+    The model class declares every hyperparameter with its default; ``params`` holds only the
+    defaults an experiment changes (``model.params.x=...`` on the command line sets one, whether
+    or not the YAML names it), used as given when not tuned and for the parameters not searched.
+    ``search_space`` holds the explicit distributions the tuner samples.
     """
 
     name: str = MISSING

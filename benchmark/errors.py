@@ -82,3 +82,7 @@ class ConfigError(ReproRecError, ValueError):
 
 class ModelError(ReproRecError):
     """A model misbehaved (wrong score shape, NaN or inf scores, diverging loss)."""
+
+
+class MetricNotComputedError(ConfigError):
+    """The tuning metric is not among what the evaluator computes: every trial would fail alike."""

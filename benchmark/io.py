@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote
 
 
 @contextlib.contextmanager
@@ -169,3 +170,11 @@ def create_sqlite_atomically(db: Path, build: Callable[[str], None], *, what: st
         finally:
             os.close(dir_fd)
     return True
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        return None
+    # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db (optional ?query)
+    return Path(unquote(uri[len("sqlite:///") :].split("?", 1)[0]))

@@ -12,7 +12,7 @@ import copy
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -78,6 +78,25 @@ class Param:
             raise ConfigError(f"{model}: {name}={value!r} is out of range; expected {self.describe()}")
 
 
+@dataclass(frozen=True)
+class ModelTags:
+    """What tools need to know about a model besides its hyperparameters (scikit-learn's estimator
+    tags), declared on the class so that a new model needs no edit anywhere else.
+
+    Attributes:
+        personalised: False for a model whose ranking ignores the user's history (random scores,
+            popularity): the contract suite's planted-structure check cannot hold for it, and is
+            skipped (only for models of the ``non-personalised`` family).
+        test_params: hyperparameters for the contract suite (``tests/unit/test_model_contract.py``):
+            small and fast on a 20-user matrix, and still able to find its 4 planted blocks of 5
+            items. Names the model does not take are refused by the suite. Without them, the
+            suite caps epochs and factor counts at small values.
+    """
+
+    personalised: bool = True
+    test_params: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Recommender:
     """Base class of all recommenders.
 
@@ -98,6 +117,7 @@ class Recommender:
     param_specs: ClassVar[Mapping[str, Param]] = {}
     #: True for models trained in epochs that the tuner may early-stop.
     iterative: ClassVar[bool] = False
+    tags: ClassVar[ModelTags] = ModelTags()
 
     # ----------------------------------------------------------------- parameters
     @classmethod

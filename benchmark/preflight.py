@@ -22,8 +22,19 @@ from typing import Any
 from benchmark.config import Config
 from benchmark.errors import ConfigError, ReproRecError
 
+#: ``tuner.name`` values: search (optuna), one trial of ``model.params`` (fixed), no tuning (none).
+TUNERS = ("optuna", "fixed", "none")
 #: Datasets without files (generated, or a user's own file that the cell reads and names).
 _NO_FILES = ("synthetic", "file")
+
+
+def split_config(cfg: Config) -> Any:
+    """The cell's :class:`benchmark.splits.make.SplitConfig` (validated: unknown keys, bad values)."""
+    from dataclasses import asdict
+
+    from benchmark.splits.make import SplitConfig
+
+    return SplitConfig.from_mapping(asdict(cfg.split))
 
 
 def check_cell_config(cfg: Config) -> None:
@@ -36,10 +47,12 @@ def check_cell_config(cfg: Config) -> None:
         UnknownNameError: an unknown dataset or published split.
     """
     from benchmark.data.datasets import get_dataset_info
-    from benchmark.tuning.cell import _split_config, model_spec
+    from benchmark.registry import ModelSpec
     from benchmark.tuning.space import parse_space
 
-    spec = model_spec(cfg)
+    if cfg.tuner.name not in TUNERS:
+        raise ConfigError(f"tuner.name={cfg.tuner.name!r} is not one of {list(TUNERS)}")
+    spec = ModelSpec.from_config(cfg.model)
     try:
         model = spec.build(**spec.params)
         model.validate_params()
@@ -53,7 +66,7 @@ def check_cell_config(cfg: Config) -> None:
                 f"{spec.path}: search_space names {unknown}, which {type(model).__name__} does not "
                 f"take; its hyperparameters: {sorted(model._param_names())}"
             )
-    split = _split_config(cfg)
+    split = split_config(cfg)
     if split.published:
         from benchmark.splits.published import get_published
 
@@ -64,9 +77,7 @@ def check_cell_config(cfg: Config) -> None:
 
 def data_needs(cfg: Config) -> tuple[str, tuple[str, ...] | None, str | None]:
     """What a cell reads: (dataset, resource keys or None for "a variant", requested variant)."""
-    from benchmark.tuning.cell import _split_config
-
-    split = _split_config(cfg)
+    split = split_config(cfg)
     if split.published:
         from benchmark.splits.published import get_published
 

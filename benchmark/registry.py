@@ -1,16 +1,18 @@
 """The model registry: one YAML in ``conf/model/`` per model.
 
-A new model is one module plus one YAML file::
+A new model is one module plus one YAML file; the class declares each hyperparameter once (name and
+default in ``__init__``, type and range in ``param_specs``, test settings in ``tags``), the YAML only
+what an experiment chooses::
 
-    # conf/model/itemknn.yaml
+    # conf/model/itemknn.yaml (the file name is the model's name)
     name: itemknn                      # the name used on the command line and in reports
     cls: baselines.knn.ItemKNN         # import path of the class
     family: neighbourhood              # leaderboard group (see FAMILIES)
-    params: {top_k: 100, shrink: 10}   # hyperparameters used when not tuned (tuner=none)
     search_space:                      # explicit mapping: parameter -> distribution
       top_k: {type: int, low: 5, high: 1000}
       shrink: {type: int, low: 0, high: 1000}
       normalize: {type: categorical, choices: [true, false]}
+    params: {shrink: 50}               # optional: a default this experiment changes (tuner=none)
 
 Classes are imported lazily, so listing models never imports torch.
 """
@@ -26,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from benchmark.config import ModelConfig
 from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.models import Recommender
 
@@ -61,6 +64,29 @@ class ModelSpec:
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""
 
+    @classmethod
+    def from_config(cls, m: ModelConfig) -> ModelSpec:
+        """The model as composed by Hydra (so ``model.params.x=...`` overrides apply)."""
+        return cls(
+            name=m.name,
+            cls=m.cls,
+            family=m.family,
+            params=dict(m.params),
+            search_space={k: dict(v) for k, v in m.search_space.items()},
+            path=f"conf/model/{m.name}.yaml",
+        )
+
+    def defaults(self) -> dict[str, Any]:
+        """The hyperparameters' defaults as the class declares them (``__init__``)."""
+        import inspect
+
+        sig = inspect.signature(self.load_class().__init__)
+        return {k: p.default for k, p in sig.parameters.items() if k != "self"}
+
+    def effective_params(self) -> dict[str, Any]:
+        """What a model built from this entry gets: the class defaults, then ``params``."""
+        return {**self.defaults(), **self.params}
+
     def load_class(self) -> type[Recommender]:
         module_name, _, cls_name = self.cls.rpartition(".")
         try:
@@ -73,7 +99,7 @@ class ModelSpec:
         return cls
 
     def build(self, **overrides: Any) -> Recommender:
-        """Instantiate with the YAML's ``params`` updated by ``overrides``."""
+        """Instantiate with the class defaults, updated by ``params`` and then by ``overrides``."""
         cls = self.load_class()
         params = {**self.params, **overrides}
         try:
@@ -88,6 +114,14 @@ def _read_spec(path: Path) -> ModelSpec:
     for key in ("name", "cls", "family"):
         if key not in raw:
             raise ConfigError(f"{path}: missing key {key!r}")
+    # Hydra selects a model by file name, reports show `name:`. Equal, they are unique: a copied
+    # YAML that kept `name: itemknn` would otherwise run as a second, untested "itemknn".
+    if str(raw["name"]) != path.stem:
+        raise ConfigError(
+            f"{path}: name {raw['name']!r} differs from the file name {path.stem!r} (a model is "
+            f"selected as model={path.stem} and reported under its name; a duplicate name would "
+            "mix two models in one leaderboard row): rename the file or the name"
+        )
     if raw["family"] not in FAMILIES:
         raise ConfigError(f"{path}: family {raw['family']!r} not one of {FAMILIES}")
     space = raw.get("search_space") or {}
@@ -105,7 +139,7 @@ def _read_spec(path: Path) -> ModelSpec:
 
 @lru_cache(maxsize=8)
 def _specs(folder: str) -> dict[str, ModelSpec]:
-    specs = {}
+    specs: dict[str, ModelSpec] = {}
     for path in sorted(Path(folder).glob("*.yaml")):
         spec = _read_spec(path)
         specs[spec.name] = spec

@@ -27,7 +27,6 @@ import contextlib
 import glob
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -42,10 +41,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from benchmark.errors import ReproRecError
 from benchmark.io import atomic_write_text
+from benchmark.redaction import redact_text, redact_url
 
 DEFAULT_DIR = Path(".services")
 LOOPBACK = "127.0.0.1"
@@ -183,27 +183,6 @@ def stop_process_group(pgid: int, timeout: float = 15.0, reap: Callable[[], obje
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
-
-
-def redact_url(url: str) -> str:
-    """Replace the password of a URL by ``***`` (URLs without a password are unchanged)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@")
-
-
-def redact_text(text: str) -> str:
-    """Redact the password of every URL in a text (a command line, a resolved config, an error)."""
-    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", text)
 
 
 #: ``tracking.uri`` / ``tuner.storage`` value meaning "the services' URL" (``services:<folder>`` too).

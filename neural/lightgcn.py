@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param
+from benchmark.models import ModelTags, Param
 from neural.base import COMMON_PARAMS, TorchRecommender, adam, csr_to_torch, param_bytes
 
 
@@ -156,6 +156,10 @@ class LightGCN(TorchRecommender):
         epochs, batch_size, learning_rate, device, num_threads, random_state: see
             :class:`neural.base.TorchRecommender`.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(
+        test_params={"embedding_size": 16, "epochs": 50, "batch_size": 32, "learning_rate": 0.01}
+    )
 
     param_specs: ClassVar[dict[str, Param]] = {
         **COMMON_PARAMS,

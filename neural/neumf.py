@@ -21,7 +21,7 @@ from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
-from benchmark.models import Param
+from benchmark.models import ModelTags, Param
 from neural.base import COMMON_PARAMS, TorchRecommender, adam, param_bytes, parse_layers
 
 #: Elements of the MLP's hidden activations materialised at once while scoring (1 MiB float32):
@@ -153,6 +153,10 @@ class NeuMF(TorchRecommender):
             :class:`neural.base.TorchRecommender`.
     """
 
+    tags: ClassVar[ModelTags] = ModelTags(
+        test_params={"layers": "16,8", "epochs": 30, "batch_size": 64, "learning_rate": 0.01}
+    )
+
     use_gmf: ClassVar[bool] = True
     use_mlp: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, Param]] = {
@@ -169,7 +173,7 @@ class NeuMF(TorchRecommender):
         self,
         *,
         factors: int = 8,
-        layers: tuple[int, ...] | list[int] | str = (64, 32, 16, 8),
+        layers: tuple[int, ...] | list[int] | str = "64,32,16,8",
         n_negatives: int = 4,
         reg: float = 0.0,
         pretrain: bool = False,
@@ -307,6 +311,8 @@ class GMF(NeuMF):
     256); ``layers`` and ``pretrain`` are ignored.
     """
 
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"epochs": 30, "batch_size": 64, "learning_rate": 0.01})
+
     use_mlp: ClassVar[bool] = False
 
 
@@ -316,5 +322,9 @@ class MLP(NeuMF):
     Same training and defaults as :class:`NeuMF` (``layers=[64, 32, 16, 8]``, 4 negatives, Adam
     1e-3, batch 256); ``factors`` and ``pretrain`` are ignored.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(
+        test_params={"layers": "16,8", "epochs": 30, "batch_size": 64, "learning_rate": 0.01}
+    )
 
     use_gmf: ClassVar[bool] = False

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param, batched
+from benchmark.models import ModelTags, Param, batched
 from neural.base import (
     COMMON_PARAMS,
     RowBatch,
@@ -147,6 +147,10 @@ class RecVAE(TorchRecommender):
         epochs, batch_size, learning_rate, device, num_threads, random_state: see
             :class:`neural.base.TorchRecommender`.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(
+        test_params={"hidden_dim": 32, "latent_dim": 8, "epochs": 10, "batch_size": 8, "learning_rate": 0.005}
+    )
 
     param_specs: ClassVar[dict[str, Param]] = {
         **COMMON_PARAMS,

@@ -17,7 +17,7 @@ from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
-from benchmark.models import Param
+from benchmark.models import ModelTags, Param
 from neural.base import COMMON_PARAMS, TorchRecommender, csr_to_torch, param_bytes
 from neural.lightgcn import normalized_adjacency, symmetric_spmm
 
@@ -106,6 +106,8 @@ class SpectralCF(TorchRecommender):
         epochs, batch_size, learning_rate, device, num_threads, random_state: see
             :class:`neural.base.TorchRecommender`.
     """
+
+    tags: ClassVar[ModelTags] = ModelTags(test_params={"epochs": 50, "batch_size": 32, "learning_rate": 0.01})
 
     param_specs: ClassVar[dict[str, Param]] = {
         **COMMON_PARAMS,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.models import Param
+from benchmark.models import ModelTags, Param
 from neural.base import (
     COMMON_PARAMS,
     RowBatch,
@@ -104,6 +104,17 @@ class MultVAE(TorchRecommender):
             :class:`neural.base.TorchRecommender`.
     """
 
+    tags: ClassVar[ModelTags] = ModelTags(
+        test_params={
+            "hidden_dims": "32",
+            "latent_dim": 8,
+            "epochs": 50,
+            "batch_size": 8,
+            "learning_rate": 0.01,
+            "total_anneal_steps": 200,
+        }
+    )
+
     variational: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, Param]] = {
         **COMMON_PARAMS,
@@ -118,7 +129,7 @@ class MultVAE(TorchRecommender):
     def __init__(
         self,
         *,
-        hidden_dims: tuple[int, ...] | list[int] | str = (600,),
+        hidden_dims: tuple[int, ...] | list[int] | str = "600",
         latent_dim: int = 200,
         dropout: float = 0.5,
         anneal_cap: float = 0.2,
@@ -209,12 +220,16 @@ class MultDAE(MultVAE):
         anneal_cap, total_anneal_steps: unused (kept so that both share one signature).
     """
 
+    tags: ClassVar[ModelTags] = ModelTags(
+        test_params={"latent_dim": 16, "epochs": 50, "batch_size": 8, "learning_rate": 0.01}
+    )
+
     variational: ClassVar[bool] = False
 
     def __init__(
         self,
         *,
-        hidden_dims: tuple[int, ...] | list[int] | str = (),
+        hidden_dims: tuple[int, ...] | list[int] | str = "",
         latent_dim: int = 200,
         dropout: float = 0.5,
         anneal_cap: float = 0.0,

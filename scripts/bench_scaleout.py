@@ -92,17 +92,18 @@ def bookkeeping_ms(tracking_uri: str, storage: str, n: int) -> tuple[list[float]
     """Milliseconds per empty trial, (Optuna ask/attrs/tell, the MLflow child run), as a worker does."""
     import optuna
 
-    from benchmark.registry import ModelSpec
     from benchmark.tracking.mlflow_store import Tracker
-    from benchmark.tuning.cell import _trial_logger
-    from benchmark.tuning.tuner import TrialRecord, open_storage
+    from benchmark.tracking.studies import open_storage
+    from benchmark.tuning.record import CellRecorder
+    from benchmark.tuning.tuner import TrialRecord
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tracker = Tracker(tracking_uri)
     exp = tracker.ensure_experiment(f"overhead-{time.time_ns()}")
     cell = tracker.start_run(exp, "cell", tags={S.RUN_TYPE: S.RUN_TYPE_CELL})
-    spec = ModelSpec(name="empty", cls="x.Empty", family="none", params={}, search_space={})
-    log = _trial_logger(tracker, exp, cell, spec)
+    recorder = CellRecorder(tracker, exp, None)  # type: ignore[arg-type]  # only its trial logger is used
+    recorder.run_id = cell
+    log = recorder.trial_logger("empty")
     study = optuna.create_study(study_name=f"overhead-{time.time_ns()}", storage=open_storage(storage))
     opt, mlf = [], []
     for _ in range(n):

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchmark.services import StopSignals, Terminated, redact_text, redact_url, stop_process_group
+from benchmark.redaction import redact_text, redact_url
+from benchmark.services import StopSignals, Terminated, stop_process_group
 from benchmark.tracking import schema as S
+from benchmark.tracking.ui import CELLS_FILTER, runs_url
 
 HOST = "127.0.0.1"
 
@@ -45,32 +47,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-#: MLflow 3 opens experiments it takes for GenAI on the traces/overview tab; this query pins the
-#: classic "model training" runs view.
-WORKFLOW_QUERY = "workflowType=machine_learning"
-
-
-def runs_url(
-    base_url: str, experiment_id: str, run_id: str | None = None, *, search: str = "", view: str = ""
-) -> str:
-    """The runs view of an experiment (or one run's page) in the MLflow UI.
-
-    Args:
-        base_url: the server, e.g. ``http://127.0.0.1:5000``.
-        experiment_id: the experiment.
-        run_id: link to this run's page instead of the list.
-        search: an MLflow search filter for the list (e.g. only the cell runs).
-        view: a shared view key (see :func:`install_cells_view`): its columns and filter apply.
-    """
-    url = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
-    if run_id:
-        return f"{url}/{run_id}?{WORKFLOW_QUERY}"
-    query = WORKFLOW_QUERY + (f"&searchFilter={urllib.parse.quote(search)}" if search else "")
-    query += f"&viewStateShareKey={urllib.parse.quote(view)}" if view else ""
-    return f"{url}?{query}"
-
-
-CELLS_FILTER = "tags.`reprorec.run_type` = 'cell'"
 #: MLflow's UI reads a "shared view" (filter + visible columns) from this experiment tag prefix.
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 CELLS_VIEW = "reprorec-cells"

@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
 
     from benchmark.errors import ReproRecError
+    from benchmark.portable import TRACKING_URI_ENV
     from benchmark.registry import repo_root
     from benchmark.reporting import generate_report
-    from benchmark.reporting.portable import TRACKING_URI_ENV
 
     env_uri = os.environ.get(TRACKING_URI_ENV) or None
     # Where the URI came from decides how the report names it: "$MLFLOW_TRACKING_URI" for the

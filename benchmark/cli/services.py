@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from benchmark import services
+from benchmark.redaction import redact_text, redact_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,14 +51,14 @@ def main(argv: list[str] | None = None) -> int:
                     return exc.exit_code
             print(f"PostgreSQL  127.0.0.1:{state.pg_port} (databases mlflow, optuna)")
             print(f"MLflow      {state.tracking_uri}")
-            print(f"Optuna      {services.redact_url(state.optuna_storage)}")
+            print(f"Optuna      {redact_url(state.optuna_storage)}")
             print(f"URLs (with credentials, mode 0600): {Path(state.dir) / 'urls.json'}")
         elif args.action == "down":
             print("stopped" if services.down(args.dir) else "nothing was running")
         else:
             print(json.dumps(services.status(args.dir), indent=2))
     except services.ServiceError as exc:
-        print(f"reprorec-services: {services.redact_text(str(exc))}", file=sys.stderr)
+        print(f"reprorec-services: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

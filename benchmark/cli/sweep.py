@@ -40,10 +40,11 @@ from benchmark.errors import ConfigError
 from benchmark.faults import fault_point
 from benchmark.fingerprint import sha256_json
 from benchmark.io import atomic_write_text
+from benchmark.portable import portable_text
 from benchmark.preflight import check_sweep
+from benchmark.redaction import redact_text, redact_url
 from benchmark.registry import conf_dir
-from benchmark.reporting.portable import portable_text
-from benchmark.services import ENV_SERVICES_DIR, SERVICES, redact_text, redact_url, services_folder
+from benchmark.services import ENV_SERVICES_DIR, SERVICES, services_folder
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
 from benchmark.tracking.leases import lease_table, process_owner
@@ -74,7 +75,17 @@ SUMMARY_FILE = "summary.json"
 
 #: Outcomes of this process: single-run cells, and the summary of a multirun (read by ``main``);
 #: ``signal``: the signal that interrupted it.
-_STATE: dict[str, Any] = {"outcomes": [], "summary": None, "signal": None}
+_STATE: dict[str, Any] = {"outcomes": [], "summary": None, "signal": None, "argv": None}
+
+
+def hydra_arguments(argv: list[str]) -> list[str]:
+    """The command line as Hydra is given it: ``model.params.x=v`` becomes ``++model.params.x=v``.
+
+    A model's class declares its hyperparameters and defaults; its YAML names only those an
+    experiment changes. ``model.params.x=v`` must set ``x`` whether the YAML names it or not, which
+    is Hydra's add-or-override (``++``). The command logged and reported stays the one typed.
+    """
+    return [f"++{a}" if a.startswith("model.params.") else a for a in argv]
 
 
 def sweep_stamp() -> str:
@@ -88,11 +99,34 @@ def sweep_stamp() -> str:
     return stamp
 
 
+def registered_models(selection: str) -> str:
+    """``${reprorec_models:SELECTION}``: the registered models, comma-separated, by family.
+
+    ``baselines`` is every family but ``neural``, ``neural`` the neural models, ``all`` both. An
+    experiment sweeping over this list runs a model added as one module + one YAML without edits.
+    """
+    from benchmark.registry import FAMILIES, model_specs
+
+    choices = {
+        "baselines": [f for f in FAMILIES if f != "neural"],
+        "neural": ["neural"],
+        "all": list(FAMILIES),
+    }
+    if selection not in choices:
+        raise ConfigError(f"${{reprorec_models:{selection}}}: choose one of {sorted(choices)}")
+    specs = model_specs()
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    names = sorted((order[s.family], s.name) for s in specs.values() if s.family in choices[selection])
+    return ",".join(name for _, name in names)
+
+
 def _register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("reprorec_sweep_stamp"):
         OmegaConf.register_new_resolver("reprorec_sweep_stamp", sweep_stamp)
+    if not OmegaConf.has_resolver("reprorec_models"):
+        OmegaConf.register_new_resolver("reprorec_models", registered_models)
 
 
 _register_resolvers()  # at import: launcher workers resolve the jobs' folders too
@@ -155,7 +189,7 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # no secret and no absolute path of this machine in a logged command (paths made relative)
-        command = portable_text(redact_text(provenance.command_line()), cwd=Path.cwd())
+        command = portable_text(redact_text(provenance.command_line(_STATE["argv"])), cwd=Path.cwd())
         check_tracking_reachable(uri)  # fail fast, before MLflow's client retries for minutes
         tracker = Tracker(uri)
         experiment_id = tracker.ensure_experiment(str(config.tracking.experiment))
@@ -234,7 +268,7 @@ def _cell_configs(config: Any) -> Iterator[Config]:
 
     loader = GlobalHydra.instance().config_loader()
     node = config.hydra.sweeper.get("params")
-    params = OmegaConf.to_container(node) if node else {}
+    params = OmegaConf.to_container(node, resolve=True) if node else {}
     assert isinstance(params, dict)
     arguments = ["=".join((str(k), str(v))) for k, v in params.items()] + list(config.hydra.overrides.task)
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
@@ -455,7 +489,7 @@ def task(cfg: Any) -> dict[str, Any]:
         config,
         sweep_run_id=sweep_run_id,
         resolved_config=resolved,
-        command=redact_text(os.environ.get(ENV_COMMAND) or provenance.command_line()),
+        command=redact_text(os.environ.get(ENV_COMMAND) or provenance.command_line(_STATE["argv"])),
     )
     result = outcome.to_dict()
     try:
@@ -524,6 +558,8 @@ def main() -> None:
 
     handle_sigterm()
     register_configs()
+    _STATE["argv"] = list(sys.argv)
+    sys.argv = hydra_arguments(sys.argv)
     os.environ.pop(ENV_SWEEP_STAMP, None)  # this process is the launcher: a stamp of its own
     sweep_stamp()
     try:

@@ -92,20 +92,25 @@ class LocatedFile:
         }
 
 
+#: How a logged file name shows the mirror folder, the cache folder and any other folder of this
+#: machine (:mod:`benchmark.portable` applies the same names to whole texts, for reports).
+MIRROR = "<mirror>"
+CACHE = "<cache>"
+LOCAL = "<local>"
+
+
 def portable_file_name(path: str | Path, *, mirror: Path | None = None, cache: Path | None = None) -> str:
     """How logs and artifacts name a data file: never by an absolute path of this machine.
 
     A file under the mirror is ``<mirror>/relative/name``, one under the cache ``<cache>/...``, one
     under the working directory its path relative to it, anything else ``<local>/name`` (see
-    :func:`benchmark.reporting.portable.portable_path`, which reports apply to old runs too).
+    :func:`benchmark.portable.portable_path`, which reports apply to old runs too).
 
     Args:
         path: the file.
         mirror: the mirror folder used (default ``REPROREC_MIRROR``).
         cache: the cache folder used (default :func:`cache_root`).
     """
-    from benchmark.reporting.portable import CACHE, MIRROR, portable_path
-
     absolute = Path(os.path.abspath(path))
     for label, root in ((MIRROR, mirror), (CACHE, cache)):
         if root is None:
@@ -113,7 +118,11 @@ def portable_file_name(path: str | Path, *, mirror: Path | None = None, cache: P
         for a, b in ((absolute, Path(os.path.abspath(root))), (absolute.resolve(), root.resolve())):
             if a.is_relative_to(b):
                 return f"{label}/{a.relative_to(b).as_posix()}"
-    return portable_path(str(absolute), cwd=Path.cwd())
+    cwd = Path.cwd()
+    for a, b in ((absolute, cwd), (absolute.resolve(), cwd.resolve())):
+        if a.is_relative_to(b):
+            return a.relative_to(b).as_posix()
+    return f"{LOCAL}/{absolute.name}"
 
 
 def mirror_root(mirror: str | Path | None = None) -> Path | None:

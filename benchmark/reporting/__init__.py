@@ -1,6 +1,6 @@
 """Leaderboard reports from MLflow runs: collect -> tables (CIs, significance) -> renderers.
 
-The public names are imported on first use: :mod:`benchmark.reporting.portable` is needed by every
+The public names are imported on first use: :mod:`benchmark.portable` is needed by every
 cell (it makes logged command lines portable) without the report's pandas / matplotlib imports.
 """
 

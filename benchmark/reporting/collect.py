@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import ConfigError, DataError
-from benchmark.reporting.portable import sqlite_file
-from benchmark.services import redact_url
+from benchmark.portable import sqlite_file
+from benchmark.redaction import redact_url
 from benchmark.tracking import schema as S
 
 

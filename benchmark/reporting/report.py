@@ -16,7 +16,7 @@ the same id wherever and whenever the report is regenerated; any changed number 
 No file names a secret or a path of the machines involved: the tracking URI is ``$MLFLOW_TRACKING_URI``
 when it came from the environment or has a password, store and data files are named relative to the
 working directory or as ``<store>/``, ``<mirror>/``, ``<cache>/``, ``<local>/`` + name
-(:mod:`benchmark.reporting.portable`), also for runs logged before this was so.
+(:mod:`benchmark.portable`), also for runs logged before this was so.
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ from typing import Any
 
 from benchmark.fingerprint import sha256_json
 from benchmark.io import atomic_dir
-from benchmark.reporting import plots, render
-from benchmark.reporting.collect import Collection, ReportInputError, collect_runs
-from benchmark.reporting.portable import (
+from benchmark.portable import (
     TRACKING_URI_REF,
     portable_doc,
     portable_path,
     portable_text,
     portable_tracking_uri,
 )
+from benchmark.reporting import plots, render
+from benchmark.reporting.collect import Collection, ReportInputError, collect_runs
 from benchmark.reporting.reference import attach_reference, read_reference
 from benchmark.reporting.stats import CONFIDENCE
 from benchmark.reporting.tables import (
@@ -94,7 +94,7 @@ def _clean(x: Any) -> Any:
 
 
 def _link(dashboard_url: str | None, exp_id: str, run_id: str | None = None) -> str:
-    from benchmark.cli.dashboard import runs_url
+    from benchmark.tracking.ui import runs_url
 
     return runs_url(dashboard_url, exp_id, run_id) if dashboard_url else ""
 
@@ -264,7 +264,7 @@ def build_document(
 ) -> dict[str, Any]:
     """The report as one JSON-able document; ``report_id`` = sha256 of its content part.
 
-    Every string of the document is made portable (:mod:`benchmark.reporting.portable`): no
+    Every string of the document is made portable (:mod:`benchmark.portable`): no
     password, no absolute path of the machines that ran the cells or made the report. The content
     is rewritten *before* it is hashed and without reference to the working directory, so the id
     covers what the report shows and stays the same wherever the report is regenerated.

@@ -104,8 +104,8 @@ class LeaseTable:
     def __init__(self, url: str) -> None:
         import sqlalchemy as sa
 
-        from benchmark.tracking.mlflow_store import sqlite_path
-        from benchmark.tuning.tuner import open_storage
+        from benchmark.io import sqlite_path
+        from benchmark.tracking.studies import open_storage
 
         # the Optuna schema first (atomically for SQLite: the storage is also the study's); an
         # unreachable or unusable storage fails here with its URL redacted, before any SQL of ours

@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote
 
 from benchmark.errors import ConfigError
+from benchmark.io import sqlite_path
 from benchmark.tracking import schema
 
 T = TypeVar("T")
@@ -53,14 +53,6 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
         if rel != ":memory:":
             return f"sqlite:///{Path(rel).resolve()}"
     return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, else None."""
-    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
-        return None
-    # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db (optional ?query)
-    return Path(unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
 
 
 def ensure_sqlite_store(db: Path) -> bool:
@@ -112,7 +104,7 @@ def check_tracking_reachable(uri: str, timeout: float = HTTP_CHECK_TIMEOUT_S) ->
     import urllib.request
 
     from benchmark.errors import ConfigError
-    from benchmark.services import redact_url
+    from benchmark.redaction import redact_url
 
     if not uri.startswith(("http://", "https://")):
         return
@@ -197,7 +189,7 @@ class Tracker:
 
     def _unusable(self, exc: BaseException) -> ConfigError:
         """An error naming this store (password redacted) and what is wrong with it."""
-        from benchmark.services import redact_url
+        from benchmark.redaction import redact_url
 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         db = sqlite_path(self.uri)
@@ -262,6 +254,22 @@ class Tracker:
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         _retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path))
+
+    def log_folder(self, run_id: str, folder: Path) -> None:
+        """Upload every entry of ``folder`` as an artifact of the run (a sub-folder keeps its name).
+
+        One upload per entry: a kill between two leaves a run with part of its artifacts, which is
+        never FINISHED (the run ends after this returns).
+        """
+        from benchmark.faults import fault_point
+
+        for i, entry in enumerate(sorted(folder.iterdir())):
+            if i == 1:
+                fault_point("artifacts.logging")
+            if entry.is_dir():
+                _retry(lambda e=entry: self.client.log_artifacts(run_id, str(e), e.name))  # type: ignore[misc]
+            else:
+                self.log_artifact(run_id, entry)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         _retry(lambda: self.client.log_text(run_id, text, artifact_file))

@@ -21,10 +21,12 @@ class EarlyStopping:
     """The ``epoch_callback`` of :meth:`IterativeRecommender.fit`.
 
     Args:
-        validate: returns the validation value of the model in its current state (higher is better).
+        validate: returns the validation value of the model in its current state.
         every: validate after every ``every`` epochs (and after the last one).
         patience: stop after this many validations in a row without improvement.
-        min_delta: an improvement must exceed the best value by more than this.
+        min_delta: an improvement must beat the best value by more than this.
+        direction: ``maximize`` (higher is better, e.g. NDCG) or ``minimize`` (e.g. a loss), the
+            tuner's ``direction``: early stopping and trial selection agree on what "better" is.
 
     After ``fit`` returns, the model holds the state of ``best_epoch`` (restored with
     ``set_state`` when a later epoch was worse); ``history`` lists ``(epoch, value)`` of every
@@ -36,7 +38,8 @@ class EarlyStopping:
     every: int = 5
     patience: int = 5
     min_delta: float = 0.0
-    best_value: float = field(default=-math.inf, init=False)
+    direction: str = "maximize"
+    best_value: float = field(default=math.nan, init=False)
     best_epoch: int = field(default=0, init=False)
     history: list[tuple[int, float]] = field(default_factory=list, init=False)
     _best_state: Any = field(default=None, init=False, repr=False)
@@ -45,6 +48,13 @@ class EarlyStopping:
     def __post_init__(self) -> None:
         if self.every < 1 or self.patience < 1:
             raise ValueError(f"every={self.every} and patience={self.patience} must be >= 1")
+        if self.direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction={self.direction!r} is not one of ['maximize', 'minimize']")
+
+    def _better(self, value: float) -> bool:
+        if self.direction == "maximize":
+            return value > self.best_value + self.min_delta
+        return value < self.best_value - self.min_delta
 
     def __call__(self, model: IterativeRecommender, epoch: int) -> bool:
         last = epoch >= int(model.epochs)
@@ -56,7 +66,7 @@ class EarlyStopping:
             if self.best_epoch == 0:
                 raise ModelError(f"{type(model).__name__}: validation metric is NaN at epoch {epoch}")
             return self._restore(model)
-        if value > self.best_value + self.min_delta or self.best_epoch == 0:
+        if self.best_epoch == 0 or self._better(value):
             self.best_value, self.best_epoch, self._bad = value, epoch, 0
             self._best_state = None if last else model.get_state()
             return False

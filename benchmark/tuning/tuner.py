@@ -12,56 +12,36 @@ is NaN, is marked failed and tuning continues; a trial left RUNNING by a killed 
 failed on resumption and does not count against the budget.
 
 Several workers (``tuner.workers=N``, see :mod:`benchmark.tuning.worker`) may tune one cell together:
-each runs :func:`tune` on the same study in the same RDB storage. The budget is split without being
-exceeded: a worker asks for a trial (Optuna numbers trials under a row lock on the study, so the
-numbers are dense and committed in order), then counts the trials numbered before it that still
-count; if they already fill the budget it discards its trial (marked ``interrupted``, not counted,
-never logged) and waits for the running ones. Workers record Optuna heartbeats; a worker that dies
-leaves a RUNNING trial that :func:`optuna.storages.fail_stale_trials` fails after the grace period,
-without an ``error`` attribute, so it does not count and another worker runs a replacement. The number
-of finished, counted trials is therefore exactly ``n_trials``.
+each runs :func:`tune` on the same study in the same RDB storage, and :mod:`benchmark.tuning.parallel`
+splits the budget among them without exceeding it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.storages._heartbeat import get_heartbeat_thread  # ask/tell has no public heartbeat API
 
 from benchmark.config import TunerConfig
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.errors import ConfigError, ModelError
+from benchmark.errors import ConfigError, MetricNotComputedError, ModelError
 from benchmark.faults import fault_point
 from benchmark.models import IterativeRecommender, Recommender
 from benchmark.registry import ModelSpec
-from benchmark.seeds import derive_seed
-from benchmark.tracking.mlflow_store import sqlite_path
+from benchmark.tracking.studies import open_study
 from benchmark.tuning.early_stopping import EarlyStopping
+from benchmark.tuning.parallel import INTERRUPTED, Budget, SharedBudget, abandon, finished
 from benchmark.tuning.space import SearchSpace, check_space_against_model
 
 #: Validation function: model -> summary mapping (``{"ndcg_at_10": 0.31, ...}``).
 Validate = Callable[[Recommender], Mapping[str, float]]
-
-_INTERRUPTED = "interrupted"
-
-#: Heartbeats of multi-worker studies: a trial without a heartbeat for GRACE_S is a dead worker's.
-HEARTBEAT_S = int(os.environ.get("REPROREC_HEARTBEAT_S", "2"))
-GRACE_S = int(os.environ.get("REPROREC_HEARTBEAT_GRACE_S", "10"))
-#: How long a PostgreSQL / MySQL connection attempt may take before the storage is reported unreachable.
-CONNECT_TIMEOUT_S = 10
-#: How often a worker whose budget is taken by running trials of others looks again.
-POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -115,6 +95,7 @@ def fit_with_early_stopping(
     *,
     every: int,
     patience: int,
+    direction: str = "maximize",
 ) -> tuple[float, dict[str, float], int | None, list[tuple[int, dict[str, float]]]]:
     """Fit ``model`` and return (value, validation summary, best epoch, per-epoch history)."""
     if not isinstance(model, IterativeRecommender):
@@ -128,7 +109,7 @@ def fit_with_early_stopping(
         summaries[m.epochs_run_] = summary
         return _metric(summary, metric)
 
-    stopper = EarlyStopping(value_at, every=every, patience=patience)
+    stopper = EarlyStopping(value_at, every=every, patience=patience, direction=direction)
     model.fit(train, epoch_callback=stopper)
     history = sorted(summaries.items())
     return stopper.best_value, summaries[stopper.best_epoch], stopper.best_epoch, history
@@ -136,7 +117,9 @@ def fit_with_early_stopping(
 
 def _metric(summary: Mapping[str, float], metric: str) -> float:
     if metric not in summary:
-        raise ConfigError(f"tuner.metric={metric!r} is not computed by the evaluator; have {sorted(summary)}")
+        raise MetricNotComputedError(
+            f"tuner.metric={metric!r} is not computed by the evaluator; have {sorted(summary)}"
+        )
     return float(summary[metric])
 
 
@@ -167,63 +150,6 @@ def check_tuner_config(config: TunerConfig) -> None:
     _sampler(config, 0)
 
 
-def open_storage(storage: str, attempts: int = 5, *, heartbeat: bool = False) -> optuna.storages.RDBStorage:
-    """Open (creating its tables on first use) an Optuna RDB storage.
-
-    The sweep creates it once before jobs fan out; the retry covers processes that still race on
-    the first use (SQLite reports the loser as a UNIQUE / locked error). A server that does not
-    answer within :data:`CONNECT_TIMEOUT_S` fails at once with a :class:`ConfigError` naming the
-    URL with its password redacted. ``heartbeat``: record trial heartbeats (multi-worker studies).
-    """
-    from benchmark.services import redact_url
-
-    if storage.startswith("sqlite"):
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
-    elif storage.startswith(("postgresql", "mysql")):
-        engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
-    else:
-        engine_kwargs = {}
-    beat: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S} if heartbeat else {}
-    db = sqlite_path(storage)
-    if db is not None:  # built in a temporary file and renamed: a kill never leaves half a schema
-        from benchmark.io import create_sqlite_atomically
-
-        create_sqlite_atomically(db, _build_optuna_schema, what=f"the Optuna storage {db.name}")
-    for i in range(attempts):
-        try:
-            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, **beat)
-        except Exception as exc:
-            unreachable = "could not connect" in str(exc).lower() or "timeout" in str(exc).lower()
-            if unreachable or i == attempts - 1:
-                raise ConfigError(
-                    f"Optuna storage {redact_url(storage)} is not usable "
-                    f"(connect timeout {CONNECT_TIMEOUT_S} s): {type(exc).__name__}: "
-                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                ) from None
-            time.sleep(0.2 * (i + 1))
-    raise AssertionError("unreachable")
-
-
-def _build_optuna_schema(url: str) -> None:
-    storage = optuna.storages.RDBStorage(url)
-    storage.engine.dispose()
-
-
-def open_study(
-    config: TunerConfig, *, study_name: str, storage: str | None, heartbeat: bool = False
-) -> optuna.Study:
-    """Create or load the study of a cell (``storage`` None keeps it in memory)."""
-    rdb = None if storage is None else open_storage(storage, heartbeat=heartbeat)
-    return optuna.create_study(
-        study_name=study_name,
-        storage=rdb,
-        direction=config.direction,  # type: ignore[arg-type]  # checked by check_tuner_config
-        load_if_exists=True,
-    )
-
-
 def _record_from_frozen(t: optuna.trial.FrozenTrial) -> TrialRecord:
     attrs = t.user_attrs
     value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
@@ -242,29 +168,11 @@ def _record_from_frozen(t: optuna.trial.FrozenTrial) -> TrialRecord:
     )
 
 
-def counts(t: optuna.trial.FrozenTrial) -> bool:
-    """Whether a trial counts against the budget (running, or finished by a live worker).
-
-    Not counted: trials marked ``interrupted`` (left RUNNING by a killed single worker, or discarded
-    over budget) and FAIL trials without an ``error`` attribute, which only a stale-heartbeat check
-    produces (a worker killed mid-trial): a trial that failed by itself always stores its error.
-    """
-    if t.user_attrs.get("state") == _INTERRUPTED:
-        return False
-    if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE):
-        return True
-    return t.state == optuna.trial.TrialState.FAIL and "error" in t.user_attrs
-
-
-def _finished(t: optuna.trial.FrozenTrial) -> bool:
-    return counts(t) and t.state != optuna.trial.TrialState.RUNNING
-
-
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per finished trial: number, state, value, best_epoch, seconds, ``param.*``, error."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if not _finished(t):
+        if not finished(t):
             continue
         row: dict[str, Any] = {
             "number": t.number,
@@ -323,153 +231,120 @@ def tune(
     """
     check_tuner_config(config)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    model_params = spec.load_class()._param_names()
-    check_space_against_model(space, model_params, model=spec.name)
+    check_space_against_model(space, spec.load_class()._param_names(), model=spec.name)
     fixed = dict(fixed_params or {})
     n_trials = config.n_trials if len(space) else 1
-    parallel = config.workers > 1 and n_trials > 1
-    if parallel and storage is None:
-        raise ConfigError(f"tuner.workers={config.workers} needs an RDB storage shared by the workers")
-    study = open_study(config, study_name=study_name, storage=storage, heartbeat=parallel)
+    study = open_study(study_name, storage, config.direction)
+    budget = _budget(study, n_trials, config, storage, worker_index)
     start = time.perf_counter()
-
-    if worker_index == 0:
-        # Trials left RUNNING by a killed process: failed, and not counted against the budget. Only
-        # worker 0 does this, before the other workers of this cell are started.
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(t._trial_id, "state", _INTERRUPTED)
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-
-    def counted() -> list[optuna.trial.FrozenTrial]:
-        return [t for t in study.get_trials(deepcopy=False) if counts(t)]
-
-    done = [t for t in counted() if _finished(t)]
-    if worker_index == 0:
-        for t in done:
+    if worker_index == 0:  # before the other workers of this cell start (``on_ready``)
+        budget.fail_left_running()
+        for t in budget.finished():
             if on_trial is not None:
                 on_trial(_record_from_frozen(t))
         if on_ready is not None:
             on_ready()
+    done = budget.finished()
     if progress is not None:
         progress(len(done), n_trials, _best_value(study))
 
-    base = seed
-    while len(done) < n_trials:
-        if config.timeout_s is not None and time.perf_counter() - start > config.timeout_s:
-            break
-        if parallel:
-            _fail_dead_workers_trials(study)
-            if len(counted()) >= n_trials:  # the rest of the budget is running in other workers
-                time.sleep(POLL_S)
-                done = [t for t in counted() if _finished(t)]
+    with budget:
+        while len(done) < n_trials:
+            if config.timeout_s is not None and time.perf_counter() - start > config.timeout_s:
+                break
+            if not budget.has_slot():
+                done = budget.finished()
                 continue
-        # Seeded by the trial's index among counted trials, so an interrupted (uncounted) trial does
-        # not shift the streams of the trials after it; parallel workers also by their index.
-        seed_n = derive_seed(base, len(done), worker_index) if parallel else derive_seed(base, len(done))
-        study.sampler = _sampler(config, seed_n % (2**32), constant_liar=parallel)
-        with warnings.catch_warnings():  # we run the heartbeat thread ourselves, below
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            study.sampler = _sampler(config, budget.trial_seed(seed, len(done)), constant_liar=budget.shared)
             trial = study.ask()
-        if parallel:
-            ahead = sum(counts(t) and t.number < trial.number for t in study.get_trials(deepcopy=False))
-            if ahead >= n_trials:  # another worker took the last slot between our count and our ask
-                study._storage.set_trial_user_attr(trial._trial_id, "state", _INTERRUPTED)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if not budget.admit(trial):
                 continue
-            # heartbeat first, then the worker attribute: a RUNNING trial without it is one whose
-            # worker died right after asking (see _fail_dead_workers_trials)
-            study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-            trial.set_user_attr("worker", worker_index)
+            record = _run_and_tell(study, trial, spec, space, train, validate, config, fixed)
+            if budget.shared:
+                record = dataclasses.replace(record, worker=worker_index)
+            if on_trial is not None:
+                on_trial(record)
+            fault_point("tuning.logged")
+            done = budget.finished()
+            if progress is not None:
+                progress(len(done), n_trials, _best_value(study))
+    return _result(spec, study, done, fixed, time.perf_counter() - start)
 
-        t_trial = time.perf_counter()
-        try:
-            with get_heartbeat_thread(trial._trial_id, study._storage):
-                fault_point("tuning.trial")
-                record = _run_trial(trial, spec, space, train, validate, config, fixed)
-        except BaseException:  # SIGTERM / Ctrl-C (KeyboardInterrupt), SystemExit: never left RUNNING
-            _mark_interrupted(study, trial, seconds=time.perf_counter() - t_trial)
-            raise
-        if parallel:
-            record = dataclasses.replace(record, worker=worker_index)
-        for key, val in (
-            ("best_epoch", record.best_epoch),
-            ("val_metrics", record.val_metrics),
-            ("history", record.history),
-            ("fit_seconds", record.fit_seconds),
-            ("error", record.error),
-        ):
-            if val is not None:
-                trial.set_user_attr(key, val)
-        if record.state == "complete":
-            study.tell(trial, record.value)
-        else:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        fault_point("tuning.told")
-        if on_trial is not None:
-            on_trial(record)
-        fault_point("tuning.logged")
-        done = [t for t in counted() if _finished(t)]
-        if progress is not None:
-            progress(len(done), n_trials, _best_value(study))
 
+def _budget(
+    study: optuna.Study, n_trials: int, config: TunerConfig, storage: str | None, worker_index: int
+) -> Budget:
+    if config.workers <= 1 or n_trials <= 1:
+        return Budget(study, n_trials, worker_index)
+    if storage is None:
+        raise ConfigError(f"tuner.workers={config.workers} needs an RDB storage shared by the workers")
+    return SharedBudget(study, n_trials, worker_index, storage)
+
+
+def _run_and_tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    spec: ModelSpec,
+    space: SearchSpace,
+    train: InteractionMatrix,
+    validate: Validate,
+    config: TunerConfig,
+    fixed: Mapping[str, Any],
+) -> TrialRecord:
+    """Run one trial and store its outcome in the study (a signal abandons it: never left RUNNING)."""
+    t0 = time.perf_counter()
+    try:
+        fault_point("tuning.trial")
+        record = _run_trial(trial, spec, space, train, validate, config, fixed)
+    except BaseException:  # SIGTERM / Ctrl-C (KeyboardInterrupt), SystemExit
+        abandon(study, trial, seconds=time.perf_counter() - t0)
+        raise
+    for key, val in (
+        ("best_epoch", record.best_epoch),
+        ("val_metrics", record.val_metrics),
+        ("history", record.history),
+        ("fit_seconds", record.fit_seconds),
+        ("error", record.error),
+    ):
+        if val is not None:
+            trial.set_user_attr(key, val)
+    if record.state == "complete":
+        study.tell(trial, record.value)
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    fault_point("tuning.told")
+    return record
+
+
+def _result(
+    spec: ModelSpec,
+    study: optuna.Study,
+    done: list[optuna.trial.FrozenTrial],
+    fixed: Mapping[str, Any],
+    wall: float,
+) -> TuningResult:
     complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
-    n_failed = len(done) - len(complete)
     if not complete:
         last_error = next(
             (t.user_attrs.get("error") for t in reversed(done) if t.user_attrs.get("error")), ""
         )
         raise ModelError(f"{spec.name}: all {len(done)} tuning trials failed; last error:\n{last_error}")
     best = study.best_trial
-    best_params = {**fixed, **best.params}
+    abandoned = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("state") == INTERRUPTED]
     return TuningResult(
-        best_params=best_params,
+        best_params={**fixed, **best.params},
         best_value=float(best.value),  # type: ignore[arg-type]
         best_epoch=best.user_attrs.get("best_epoch"),
         best_trial=best.number,
         trials=trials_table(study),
         n_complete=len(complete),
-        n_failed=n_failed,
+        n_failed=len(done) - len(complete),
         # every process's trials: a resumed cell's cost is what all of its trials took, not only
         # the last process's share (fit_seconds is stored with each trial when it finishes)
         seconds=float(sum(float(t.user_attrs.get("fit_seconds", 0.0)) for t in done)),
-        seconds_interrupted=float(
-            sum(
-                float(t.user_attrs.get("fit_seconds", 0.0))
-                for t in study.get_trials(deepcopy=False)
-                if not counts(t) and t.user_attrs.get("state") == _INTERRUPTED
-            )
-        ),
-        wall_seconds=time.perf_counter() - start,
+        seconds_interrupted=float(sum(float(t.user_attrs.get("fit_seconds", 0.0)) for t in abandoned)),
+        wall_seconds=wall,
     )
-
-
-def _mark_interrupted(study: optuna.Study, trial: optuna.Trial, *, seconds: float) -> None:
-    """Fail a trial this process is abandoning (a signal arrived): not counted, its time kept."""
-    with contextlib.suppress(Exception):  # the store may be what failed; a rerun cleans up then
-        study._storage.set_trial_user_attr(trial._trial_id, "fit_seconds", seconds)
-        study._storage.set_trial_user_attr(trial._trial_id, "state", _INTERRUPTED)
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-
-
-def _fail_dead_workers_trials(study: optuna.Study) -> None:
-    """Fail the RUNNING trials of workers that died: no heartbeat for ``GRACE_S`` (Optuna's check),
-    or never a heartbeat at all (killed between ``ask`` and the first one) ``GRACE_S`` after start.
-    Neither carries an ``error`` attribute, so neither counts against the budget."""
-    import datetime
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    now = datetime.datetime.now()
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        started = t.datetime_start
-        if "worker" in t.user_attrs or started is None or (now - started).total_seconds() <= GRACE_S:
-            continue
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "state", _INTERRUPTED)
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:  # finished meanwhile, or failed by another
-            pass
 
 
 def _best_value(study: optuna.Study) -> float | None:
@@ -494,23 +369,18 @@ def _run_trial(
         params = space.suggest(trial)
         model = _validated_model(spec, {**fixed, **params})
         value, summary, best_epoch, history = fit_with_early_stopping(
-            model, train, validate, config.metric, every=config.validate_every, patience=config.patience
+            model,
+            train,
+            validate,
+            config.metric,
+            every=config.validate_every,
+            patience=config.patience,
+            direction=config.direction,
         )
         if not math.isfinite(value):
             raise ModelError(f"{spec.name}: validation {config.metric} is {value} (diverged?)")
-    except ConfigError as exc:
-        # A configuration error (bad metric name, out-of-range space) fails every trial alike:
-        # stop instead of burning the budget on it.
-        if "tuner.metric" in str(exc):
-            raise
-        return TrialRecord(
-            trial.number,
-            "failed",
-            params,
-            None,
-            fit_seconds=time.perf_counter() - t0,
-            error=traceback.format_exc(),
-        )
+    except MetricNotComputedError:  # fails every trial alike: stop instead of burning the budget
+        raise
     except Exception:
         return TrialRecord(
             trial.number,

@@ -4,9 +4,9 @@ The cell's own process (a Hydra job: local, joblib, submitit or SLURM) is worker
 coordinator. Once its study is cleaned of a dead run's trials it starts ``N - 1`` helper processes
 (``python -m benchmark.tuning.worker JOB INDEX``) on the same machine; each opens its own
 connections to the Optuna storage and the MLflow store, attaches to the cell's one study and logs
-each of its trials as a child run of the cell run it was given. :func:`benchmark.tuning.tuner.tune`
+each of its trials as a child run of the cell run it was given. :mod:`benchmark.tuning.parallel`
 splits the budget among them without exceeding it, and fails the trial of a worker that died (its
-heartbeat stops) so that the others run a replacement.
+lease's heartbeat stops, or its process is gone) so that the others run a replacement.
 
 The refit and the test evaluation run exactly once, in worker 0, after its :func:`tune` returned:
 ``tune`` returns only once ``n_trials`` counted trials have *finished* (it waits for the running
@@ -28,9 +28,12 @@ import time
 import traceback
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
+from benchmark.redaction import redact_text
 from benchmark.tracking.mlflow_store import Tracker
+from benchmark.tuning.prepare import PreparedCell
+from benchmark.tuning.record import CellRecorder
+from benchmark.tuning.steps import tune_cell
 
 #: Seconds worker 0 waits for its helpers to notice the spent budget before stopping them.
 JOIN_TIMEOUT_S = 60.0
@@ -39,9 +42,13 @@ JOIN_TIMEOUT_S = 60.0
 class WorkerPool:
     """The ``workers - 1`` helper processes of a cell (a context manager; ``start`` is ``on_ready``)."""
 
-    def __init__(self, prepared: Any, tracking_uri: str, experiment_id: str, cell_run_id: str) -> None:
+    def __init__(self, prepared: PreparedCell, recorder: CellRecorder) -> None:
         self.prepared = prepared
-        self.job = {"tracking_uri": tracking_uri, "experiment_id": experiment_id, "cell_run_id": cell_run_id}
+        self.job = {
+            "tracking_uri": recorder.tracker.uri,
+            "experiment_id": recorder.experiment_id,
+            "cell_run_id": recorder.run_id,
+        }
         self.procs: list[subprocess.Popen[bytes]] = []
         self.folder: Path | None = None
 
@@ -105,8 +112,6 @@ def _exit_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmark.tuning.worker JOB INDEX``: one helper worker of a cell."""
-    from benchmark.tuning.cell import tune_cell
-
     args = sys.argv[1:] if argv is None else argv
     job_file, index = Path(args[0]), int(args[1])
     _exit_with_parent()
@@ -114,11 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         job = pickle.load(f)
     prepared = job["prepared"]
     try:
-        tracker = Tracker(job["tracking_uri"])
-        tune_cell(prepared, tracker, job["experiment_id"], job["cell_run_id"], worker_index=index)
+        recorder = CellRecorder(Tracker(job["tracking_uri"]), job["experiment_id"], prepared.config)
+        recorder.run_id = job["cell_run_id"]
+        tune_cell(prepared, recorder, worker_index=index)
     except Exception:
-        from benchmark.services import redact_text
-
         print(
             f"[reprorec] worker {index} of {prepared.name} failed:\n{redact_text(traceback.format_exc())}",
             file=sys.stderr,

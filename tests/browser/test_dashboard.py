@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.cli.dashboard import install_cells_view, runs_url, start_dashboard
-from benchmark.reporting.fixtures import FakeCell, log_sweep, new_sqlite_store
+from benchmark.cli.dashboard import install_cells_view, start_dashboard
+from benchmark.tracking.ui import runs_url
 from tests.browser import CHROMIUM, SKIP_REASON, launch_chromium
+from tests.tracking_fixtures import FakeCell, log_sweep, new_sqlite_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
 

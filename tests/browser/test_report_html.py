@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from benchmark.reporting import generate_report
-from benchmark.reporting.fixtures import FakeCell, log_sweep, new_sqlite_store
 from tests.browser import CHROMIUM, SKIP_REASON, launch_chromium
+from tests.tracking_fixtures import FakeCell, log_sweep, new_sqlite_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
 

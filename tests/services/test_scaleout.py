@@ -30,8 +30,9 @@ from benchmark import services
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.models import Param
 from benchmark.tracking import schema as S
+from benchmark.tuning.parallel import counts
 from benchmark.tuning.space import parse_space
-from benchmark.tuning.tuner import counts, tune
+from benchmark.tuning.tuner import tune
 from tests.services.test_services import _listening_ports
 from tests.synthetic import random_matrix
 from tests.unit.test_sweep import FAST as SWEEP_FAST
@@ -108,7 +109,7 @@ def _env(work: Path, folder: Path, extra: dict[str, str] | None = None) -> dict[
             "REPROREC_CONF": str(work / "conf"),
             "PYTHONPATH": str(REPO),
             services.ENV_SERVICES_DIR: str(folder),
-            "REPROREC_HEARTBEAT_S": "1",
+            "REPROREC_LEASE_HEARTBEAT_S": "1",
             "REPROREC_HEARTBEAT_GRACE_S": "4",
             "REPROREC_TEST_BARRIER": str(work / "barrier"),
             **(extra or {}),

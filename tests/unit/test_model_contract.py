@@ -1,8 +1,9 @@
 """The model contract, checked for every model registered in ``conf/model/*.yaml``.
 
-A new model passes this suite without editing it when its YAML defaults are small enough for a
-20-user matrix; otherwise add an entry to ``TEST_PARAMS`` (smaller factors, fewer epochs, ...). The
-planted-structure check may only be waived for non-personalised models (``NOT_PERSONALISED``).
+A new model (one module + one YAML) passes this suite without editing it: the settings and the
+one exemption the suite needs are declared on the class as :class:`benchmark.models.ModelTags`
+(``test_params``: small, fast hyperparameters; ``personalised=False``: the planted-structure check
+does not apply). Without ``test_params`` the suite caps epochs and factor counts (GENERIC_CAPS).
 """
 
 from __future__ import annotations
@@ -24,57 +25,21 @@ SPECS = model_specs()
 NAMES = sorted(SPECS)
 ITERATIVE = [n for n in NAMES if SPECS[n].load_class().iterative]
 
-#: Hyperparameters for the contract tests: small and fast, and able to find the planted blocks
-#: (4 blocks of 5 items: rank 4 suffices). Keys a model does not have are ignored. The neural
-#: settings are those of tests/unit/test_neural_models.py (SMALL).
-TEST_PARAMS: dict[str, dict[str, Any]] = {
-    "puresvd": {"n_factors": 4},
-    "ials": {"factors": 4, "regularization": 1.0, "epochs": 10},
-    "bpr": {"factors": 4, "epochs": 200},
-    "ease": {"l2": 1.0},
-    "slim": {"top_k": 20},
-    "itemknn": {"top_k": 10},
-    "userknn": {"top_k": 10},
-    "p3alpha": {"top_k": 10},
-    "rp3beta": {"top_k": 10},
-    "neumf": {"layers": "16,8", "epochs": 30, "batch_size": 64, "learning_rate": 0.01},
-    "gmf": {"epochs": 30, "batch_size": 64, "learning_rate": 0.01},
-    "mlp": {"layers": "16,8", "epochs": 30, "batch_size": 64, "learning_rate": 0.01},
-    "multvae": {
-        "hidden_dims": "32",
-        "latent_dim": 8,
-        "epochs": 50,
-        "batch_size": 8,
-        "learning_rate": 0.01,
-        "total_anneal_steps": 200,
-    },
-    "multdae": {"latent_dim": 16, "epochs": 50, "batch_size": 8, "learning_rate": 0.01},
-    "recvae": {"hidden_dim": 32, "latent_dim": 8, "epochs": 10, "batch_size": 8, "learning_rate": 0.005},
-    "lightgcn": {"embedding_size": 16, "epochs": 50, "batch_size": 32, "learning_rate": 0.01},
-    "spectralcf": {"epochs": 50, "batch_size": 32, "learning_rate": 0.01},
-}
-#: Caps applied to any model not listed above, so a new model's defaults do not slow the suite.
+#: Caps applied to any model without ``tags.test_params``, so a new model's defaults do not slow the suite.
 GENERIC_CAPS = {"epochs": 20, "factors": 8, "n_factors": 8, "embedding_size": 8}
 #: Applied to every model that has the parameter: CPU, one thread (reproducible, and the suite
 #: runs on a shared machine).
 EVERYWHERE = {"device": "cpu", "num_threads": 1}
 
-#: Models for which "the held-out item is the top-1" cannot hold, with the reason. Only
-#: non-personalised models belong here (checked by test_only_non_personalised_models_skip_planted).
-NOT_PERSONALISED = {
-    "random": "random scores ignore the user's history, so the held-out item is top-1 only by chance",
-    "toppop": "every user gets the same popularity ranking; in the planted blocks all items are "
-    "equally popular, so the held-out item is not ranked first for every user",
-}
-
 
 def contract_params(spec: ModelSpec) -> dict[str, Any]:
-    """The YAML defaults with the test overrides (TEST_PARAMS, else GENERIC_CAPS) applied."""
-    names = set(spec.load_class()._param_names())
-    params = dict(spec.params)
+    """The model's defaults with its ``tags.test_params`` (else GENERIC_CAPS) applied."""
+    cls = spec.load_class()
+    names = set(cls._param_names())
+    params = {**spec.defaults(), **spec.params}
     params.update({k: v for k, v in EVERYWHERE.items() if k in names})
-    if spec.name in TEST_PARAMS:
-        params.update({k: v for k, v in TEST_PARAMS[spec.name].items() if k in names})
+    if cls.tags.test_params:
+        params.update(cls.tags.test_params)
     else:
         for k, cap in GENERIC_CAPS.items():
             if k in names and (params.get(k) is None or params[k] > cap):
@@ -114,7 +79,18 @@ def test_yaml_defaults_are_valid_hyperparameters(name: str) -> None:
     assert spec.family in FAMILIES
     model = spec.build()
     model.validate_params()
-    assert model.get_params() == {**model.get_params(), **spec.params}
+    assert model.get_params() == {**spec.defaults(), **spec.params}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_yaml_holds_only_what_an_experiment_chooses(name: str) -> None:
+    # a hyperparameter is declared once, by the class (name, default; type and range in
+    # param_specs): the YAML may override a default, never restate it
+    spec = SPECS[name]
+    defaults = spec.defaults()
+    restated = {k: v for k, v in spec.params.items() if k in defaults and defaults[k] == v}
+    assert restated == {}, f"{spec.path}: params restates class defaults {restated}"
+    assert set(spec.params) <= set(defaults), f"{spec.path}: params names unknown hyperparameters"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -147,7 +123,7 @@ def test_search_space_lies_inside_the_allowed_values(name: str) -> None:
     for iterative_name in ("epochs",):
         if cls.iterative:
             assert iterative_name not in spec.search_space, f"{name}: epochs is chosen by early stopping"
-            assert iterative_name in spec.params, f"{name}: give the maximum epochs in params"
+            assert spec.defaults()[iterative_name] >= 1, f"{name}: the class states the maximum epochs"
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -241,8 +217,8 @@ def test_user_and_item_without_training_data_get_finite_scores(name: str) -> Non
 
 @pytest.mark.parametrize("name", NAMES)
 def test_planted_heldout_item_is_top1_among_unseen_items_for_every_user(name: str) -> None:
-    if name in NOT_PERSONALISED:
-        pytest.skip(f"not applicable to {name}: {NOT_PERSONALISED[name]}")
+    if not SPECS[name].load_class().tags.personalised:
+        pytest.skip(f"not applicable to {name}: its ranking ignores the user's history (tags.personalised)")
     train, test = dense(PLANTED.train) > 0, dense(PLANTED.test) > 0
     scores = fitted(name, "planted")[0].score(np.arange(PLANTED.train.n_users)).astype(np.float64)
     scores[train] = -np.inf
@@ -253,10 +229,16 @@ def test_planted_heldout_item_is_top1_among_unseen_items_for_every_user(name: st
     assert len(losers) == 0, f"{name}: held-out item not strictly top-1 for users {losers.tolist()}"
 
 
-def test_only_non_personalised_models_skip_planted_check() -> None:
-    for name in NOT_PERSONALISED:
-        if name in SPECS:
-            assert SPECS[name].family == "non-personalised", name
+@pytest.mark.parametrize("name", NAMES)
+def test_only_non_personalised_models_skip_planted_check(name: str) -> None:
+    spec = SPECS[name]
+    assert spec.load_class().tags.personalised == (spec.family != "non-personalised"), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_test_params_name_hyperparameters_the_model_takes(name: str) -> None:
+    cls = SPECS[name].load_class()
+    assert set(cls.tags.test_params) <= set(cls._param_names()), f"{name}: tags.test_params"
 
 
 # ----------------------------------------------------------------------------- iterative models

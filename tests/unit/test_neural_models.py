@@ -21,32 +21,13 @@ from tests.synthetic import dense, planted_blocks
 PLANTED = planted_blocks()
 USERS = np.arange(PLANTED.train.n_users)
 
-#: Small settings that learn the planted blocks in well under a second each.
+#: Small settings that learn the planted blocks in well under a second each: each model's
+#: ``tags.test_params`` (what the contract suite uses too), on CPU with one thread.
 SMALL: dict[str, TorchRecommender] = {
-    "neumf": NeuMF(layers="16,8", epochs=30, batch_size=64, learning_rate=0.01, device="cpu", num_threads=1),
-    "gmf": GMF(epochs=30, batch_size=64, learning_rate=0.01, device="cpu", num_threads=1),
-    "mlp": MLP(layers="16,8", epochs=30, batch_size=64, learning_rate=0.01, device="cpu", num_threads=1),
-    "multvae": MultVAE(
-        hidden_dims="32",
-        latent_dim=8,
-        epochs=50,
-        batch_size=8,
-        learning_rate=0.01,
-        total_anneal_steps=200,
-        device="cpu",
-        num_threads=1,
-    ),
-    "multdae": MultDAE(
-        latent_dim=16, epochs=50, batch_size=8, learning_rate=0.01, device="cpu", num_threads=1
-    ),
-    "recvae": RecVAE(
-        hidden_dim=32, latent_dim=8, epochs=10, batch_size=8, learning_rate=0.005, device="cpu", num_threads=1
-    ),
-    "lightgcn": LightGCN(
-        embedding_size=16, epochs=50, batch_size=32, learning_rate=0.01, device="cpu", num_threads=1
-    ),
-    "spectralcf": SpectralCF(epochs=50, batch_size=32, learning_rate=0.01, device="cpu", num_threads=1),
+    cls.__name__.lower(): cls(**cls.tags.test_params, device="cpu", num_threads=1)  # type: ignore[arg-type]
+    for cls in (NeuMF, GMF, MLP, MultVAE, MultDAE, RecVAE, LightGCN, SpectralCF)
 }
+assert set(SMALL) == {"neumf", "gmf", "mlp", "multvae", "multdae", "recvae", "lightgcn", "spectralcf"}
 
 
 def heldout_rank_ok(scores: np.ndarray) -> np.ndarray:

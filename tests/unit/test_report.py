@@ -14,10 +14,10 @@ from scipy import stats
 from benchmark.errors import DataError
 from benchmark.reporting import ReportInputError, generate_report
 from benchmark.reporting import render as render_mod
-from benchmark.reporting.fixtures import FakeCell, log_sweep, new_sqlite_store
 from benchmark.reporting.reference import read_reference
 from benchmark.reporting.stats import holm
 from benchmark.seeds import derive_seed
+from tests.tracking_fixtures import FakeCell, log_sweep, new_sqlite_store
 
 N = 60
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from benchmark.cli.dashboard import CELLS_FILTER, free_port, runs_url
+from benchmark.cli.dashboard import free_port
+from benchmark.tracking.ui import CELLS_FILTER, runs_url
 
 
 def test_runs_url_opens_the_classic_runs_view():
@@ -45,7 +46,7 @@ def test_cells_view_lists_test_metrics_and_fingerprint_columns_sorted_by_ndcg(tm
     from mlflow import MlflowClient
 
     from benchmark.cli.dashboard import SHARED_VIEW_PREFIX, install_cells_view
-    from benchmark.reporting.fixtures import FakeCell, log_sweep, new_sqlite_store
+    from tests.tracking_fixtures import FakeCell, log_sweep, new_sqlite_store
 
     uri = new_sqlite_store(tmp_path)
     per_user = {"ndcg_at_10": np.ones(3), "recall_at_10": np.ones(3), "ndcg_at_20": np.ones(3)}

@@ -19,11 +19,11 @@ import pytest
 from benchmark.fingerprint import sha256_json
 from benchmark.reporting import ReportInputError, generate_report
 from benchmark.reporting.collect import collect_runs
-from benchmark.reporting.fixtures import FakeCell, log_sweep, new_sqlite_store
 from benchmark.reporting.report import FILES, build_document, render_all, report_command
 from benchmark.reporting.stats import CONFIDENCE
 from benchmark.reporting.tables import build_leaderboards
 from benchmark.tracking import schema as S
+from tests.tracking_fixtures import FakeCell, log_sweep, new_sqlite_store
 
 SECRET = "s3cr3tPW"
 PG_URI = f"postgresql+psycopg2://u:{SECRET}@127.0.0.1/db"

@@ -1,4 +1,4 @@
-"""benchmark.reporting.portable: how secrets and absolute paths are rewritten in report text."""
+"""benchmark.portable: how secrets and absolute paths are rewritten in report text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.reporting.portable import (
+from benchmark.portable import (
     portable_doc,
     portable_path,
     portable_text,

@@ -192,7 +192,7 @@ def _direct_evaluation(l2: float, *, seed: int) -> dict[str, float]:
     from benchmark.data.loading import load_dataset
     from benchmark.evaluation import Evaluator
     from benchmark.splits.make import load_split_config, make_split
-    from benchmark.tuning.cell import evaluation_seed
+    from benchmark.tuning.prepare import evaluation_seed
 
     data = load_dataset("synthetic", options=TINY["options"]).data
     split = make_split(

@@ -65,17 +65,6 @@ def test_bad_key_in_a_group_file_fails_at_compose_time(tmp_path: Path) -> None:
         compose(conf, "tuner=typo")
 
 
-def test_default_experiment_sweeps_every_registered_baseline() -> None:
-    import yaml
-
-    from benchmark.registry import model_specs
-
-    exp = yaml.safe_load((REPO / "conf" / "experiment" / "default.yaml").read_text())
-    swept = set(exp["hydra"]["sweeper"]["params"]["model"].split(","))
-    baselines = {n for n, s in model_specs().items() if s.family != "neural"}
-    assert swept == baselines
-
-
 def _cell(work: Path, *overrides: str, uri: str) -> Any:  # noqa: F811
     from benchmark.tuning.cell import run_cell
 

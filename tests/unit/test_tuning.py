@@ -23,9 +23,10 @@ from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError, ModelError
 from benchmark.models import IterativeRecommender, Param, Recommender
 from benchmark.registry import ModelSpec
+from benchmark.tracking.studies import open_study
 from benchmark.tuning.early_stopping import EarlyStopping
 from benchmark.tuning.space import parse_space
-from benchmark.tuning.tuner import open_study, tune
+from benchmark.tuning.tuner import tune
 from tests.synthetic import random_matrix
 
 
@@ -351,7 +352,7 @@ def test_interrupted_study_resumes_to_the_same_trials_as_an_uninterrupted_one(tm
         study_name="cut",
         storage=storage,
     )
-    open_study(_tuner(), study_name="cut", storage=storage).ask()
+    open_study("cut", storage, "maximize").ask()
     seen: list[int] = []
     resumed = tune(
         spec,

@@ -31,7 +31,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from benchmark.services import redact_text, redact_url
+from benchmark.data.fetch import CACHE, LOCAL, MIRROR, cache_path, cache_root, mirror_root
+from benchmark.redaction import redact_text, redact_url
 
 #: The environment variable MLflow reads the tracking URI from.
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -39,9 +40,6 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 TRACKING_URI_REF = "$" + TRACKING_URI_ENV
 #: Placeholders for the folder of a file outside every known root.
 STORE = "<store>"
-LOCAL = "<local>"
-MIRROR = "<mirror>"
-CACHE = "<cache>"
 
 # A URL token: scheme://... up to whitespace or a quote (a fragment such as #/experiments/1 included,
 # so the paths inside URLs are never mistaken for file paths).
@@ -92,8 +90,6 @@ def _variants(path: str) -> Iterator[PurePosixPath]:
 
 def _roots() -> list[tuple[str, PurePosixPath]]:
     """(placeholder, folder) of the mirror and the cache configured in this process."""
-    from benchmark.data.fetch import cache_root, mirror_root  # the data layer's own defaults
-
     out: list[tuple[str, PurePosixPath]] = []
     mirror = mirror_root()
     if mirror is not None:
@@ -111,7 +107,6 @@ def _layout_suffixes() -> tuple[tuple[str, str], ...]:
     machine the run was made.
     """
     from benchmark.data.datasets import DATASETS
-    from benchmark.data.fetch import cache_path
 
     out: set[tuple[str, str]] = set()
     for name, info in DATASETS.items():
