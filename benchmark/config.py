@@ -6,7 +6,8 @@ first in its defaults, so every group file is merged into a typed node: a misspe
 the wrong type fails before any work, naming the key. The composed config is converted with
 ``OmegaConf.to_object`` into these dataclasses, which is all that code below the CLI sees.
 
-The ``dataset`` and ``split`` schemas are deliberately generic (a name plus mappings) because
+The model's schema is the registry's :class:`benchmark.registry.ModelSpec` (one schema per
+concept). The ``dataset`` and ``split`` schemas are deliberately generic (a name plus mappings) because
 their contents belong to the data and split registries, which validate them.
 """
 
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING
+
+from benchmark.registry import ModelSpec
 
 
 @dataclass
@@ -38,24 +41,6 @@ class SplitConfigSchema:
     validation_splitter: str | None = None
     validation_params: dict[str, Any] = field(default_factory=dict)
     published: str | None = None
-    description: str | None = None
-
-
-@dataclass
-class ModelConfig:
-    """``conf/model/*.yaml``: the model registry entry (see :mod:`benchmark.registry`).
-
-    The model class declares every hyperparameter with its default; ``params`` holds only the
-    defaults an experiment changes (``model.params.x=...`` on the command line sets one, whether
-    or not the YAML names it), used as given when not tuned and for the parameters not searched.
-    ``search_space`` holds the explicit distributions the tuner samples.
-    """
-
-    name: str = MISSING
-    cls: str = MISSING
-    family: str = MISSING
-    params: dict[str, Any] = field(default_factory=dict)
-    search_space: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
 
 
@@ -165,7 +150,7 @@ class Config:
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     split: SplitConfigSchema = field(default_factory=SplitConfigSchema)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSpec = field(default_factory=ModelSpec)
     tuner: TunerConfig = field(default_factory=TunerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)

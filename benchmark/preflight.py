@@ -47,12 +47,11 @@ def check_cell_config(cfg: Config) -> None:
         UnknownNameError: an unknown dataset or published split.
     """
     from benchmark.data.datasets import get_dataset_info
-    from benchmark.registry import ModelSpec
     from benchmark.tuning.space import parse_space
 
     if cfg.tuner.name not in TUNERS:
         raise ConfigError(f"tuner.name={cfg.tuner.name!r} is not one of {list(TUNERS)}")
-    spec = ModelSpec.from_config(cfg.model)
+    spec = cfg.model
     try:
         model = spec.build(**spec.params)
         model.validate_params()

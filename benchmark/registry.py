@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import MISSING
 
-from benchmark.config import ModelConfig
 from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.models import Recommender
 
@@ -53,28 +53,35 @@ def conf_dir() -> Path:
     return Path(os.environ.get("REPROREC_CONF", repo_root() / "conf"))
 
 
-@dataclass(frozen=True)
+@dataclass
 class ModelSpec:
-    """What ``conf/model/NAME.yaml`` says about a model."""
+    """``conf/model/NAME.yaml``: a model's registry entry, and the ``model`` node of a run's config.
 
-    name: str
-    cls: str
-    family: str
+    The one schema of a model: the registry reads the YAML files into it, Hydra composes it (a
+    misspelt key or a wrong type fails at compose time) and the cell runs from it.
+
+    Attributes:
+        name: the name used on the command line and in reports (= the file name).
+        cls: import path of the :class:`~benchmark.models.Recommender` subclass.
+        family: leaderboard group, one of :data:`FAMILIES`.
+        params: the defaults an experiment changes (the class declares every hyperparameter with
+            its default; ``model.params.x=...`` on the command line sets one); used as given when
+            not tuned and for the parameters not searched.
+        search_space: the explicit distributions the tuner samples.
+        description: free text for people.
+    """
+
+    name: str = MISSING
+    cls: str = MISSING
+    family: str = MISSING
     params: dict[str, Any] = field(default_factory=dict)
-    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
-    path: str = ""
+    search_space: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
 
-    @classmethod
-    def from_config(cls, m: ModelConfig) -> ModelSpec:
-        """The model as composed by Hydra (so ``model.params.x=...`` overrides apply)."""
-        return cls(
-            name=m.name,
-            cls=m.cls,
-            family=m.family,
-            params=dict(m.params),
-            search_space={k: dict(v) for k, v in m.search_space.items()},
-            path=f"conf/model/{m.name}.yaml",
-        )
+    @property
+    def path(self) -> str:
+        """Where the entry lives, as error messages name it."""
+        return f"conf/model/{self.name}.yaml"
 
     def defaults(self) -> dict[str, Any]:
         """The hyperparameters' defaults as the class declares them (``__init__``)."""
@@ -133,7 +140,7 @@ def _read_spec(path: Path) -> ModelSpec:
         family=str(raw["family"]),
         params=dict(raw.get("params") or {}),
         search_space={str(k): dict(v) for k, v in space.items()},
-        path=str(path),
+        description=raw.get("description"),
     )
 
 

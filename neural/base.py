@@ -25,7 +25,7 @@ import copy
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -310,6 +310,30 @@ def memory_available(device: torch.device) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
     return int(psutil.virtual_memory().available)
+
+
+def minibatch_epoch(optimizer: torch.optim.Optimizer, losses: Iterable[tuple[torch.Tensor, int]]) -> float:
+    """One epoch of minibatch gradient descent: the loop every SGD-trained torch model shares.
+
+    Args:
+        optimizer: steps the parameters after each minibatch.
+        losses: yields, minibatch by minibatch, the loss of the next one (a scalar tensor) and its
+            number of examples. It is a generator, so each loss is computed after the previous
+            step (code after its ``yield`` runs after the step, e.g. counting updates).
+
+    Returns:
+        The mean loss per example, accumulated on the device (one synchronisation per epoch).
+    """
+    total: torch.Tensor | None = None
+    n = 0
+    for loss, size in losses:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        part = loss.detach() * size
+        total = part if total is None else total + part
+        n += size
+    return 0.0 if total is None else float(total) / max(n, 1)
 
 
 class TorchRecommender(IterativeRecommender):

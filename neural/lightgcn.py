@@ -16,7 +16,7 @@ from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.models import ModelTags, Param
-from neural.base import COMMON_PARAMS, TorchRecommender, adam, csr_to_torch, param_bytes
+from neural.base import COMMON_PARAMS, TorchRecommender, adam, csr_to_torch, minibatch_epoch, param_bytes
 
 
 def normalized_adjacency(train: sp.csr_matrix, *, self_loops: bool = False) -> sp.csr_matrix:
@@ -211,17 +211,12 @@ class LightGCN(TorchRecommender):
         users, pos, neg = self._bpr_triples()
         # node ids: items follow the users in the graph; one gather (and one scatter back) per step
         nodes = torch.stack([users, pos + self.n_users_, neg + self.n_users_])
-        total = torch.zeros((), device=self.device_)
         bs = int(self.batch_size)
-        for s in range(0, len(users), bs):
-            idx = nodes[:, s : s + bs]
-            b = idx.shape[1]
-            loss = net.bpr_loss(idx, float(self.reg))
-            self.optimizer_.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer_.step()
-            total += loss.detach() * b
-        return float(total) / max(len(users), 1)
+        steps = (
+            (net.bpr_loss(nodes[:, s : s + bs], float(self.reg)), nodes[:, s : s + bs].shape[1])
+            for s in range(0, len(users), bs)
+        )
+        return minibatch_epoch(self.optimizer_, steps)
 
     def _prepare_scoring(self) -> None:
         assert isinstance(self.network_, _LightGCNNet)

@@ -12,6 +12,7 @@ the remaining (small) layers run on ``[users x items, width]`` chunks.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,7 +23,7 @@ from torch import nn
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
 from benchmark.models import ModelTags, Param
-from neural.base import COMMON_PARAMS, TorchRecommender, adam, param_bytes, parse_layers
+from neural.base import COMMON_PARAMS, TorchRecommender, adam, minibatch_epoch, param_bytes, parse_layers
 
 #: Elements of the MLP's hidden activations materialised at once while scoring (1 MiB float32):
 #: small enough to stay in the CPU's cache between the layers (chunks of ~64 MiB made a full
@@ -266,18 +267,17 @@ class NeuMF(TorchRecommender):
         users, items, labels = users[perm], items[perm], labels[perm]
         reg = float(self.reg)
         bs = int(self.batch_size)
-        total = torch.zeros((), device=self.device_)
         net.train()
-        for s in range(0, len(users), bs):
-            u, i, y = users[s : s + bs], items[s : s + bs], labels[s : s + bs]
-            loss = F.binary_cross_entropy_with_logits(net(u, i), y)
-            if reg > 0:
-                loss = loss + reg * self._embedding_penalty(net, u, i)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(u)
-        return float(total) / max(len(users), 1)
+
+        def steps() -> Iterator[tuple[torch.Tensor, int]]:
+            for s in range(0, len(users), bs):
+                u, i, y = users[s : s + bs], items[s : s + bs], labels[s : s + bs]
+                loss = F.binary_cross_entropy_with_logits(net(u, i), y)
+                if reg > 0:
+                    loss = loss + reg * self._embedding_penalty(net, u, i)
+                yield loss, len(u)
+
+        return minibatch_epoch(opt, steps())
 
     @staticmethod
     def _embedding_penalty(net: _NCF, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ Top-N Recommendations with Implicit Feedback", WSDM 2020 (reference code: ilya-s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +23,7 @@ from neural.base import (
     SparseInputLinear,
     TorchRecommender,
     adam,
+    minibatch_epoch,
     multinomial_log_likelihood,
     param_bytes,
 )
@@ -235,25 +237,23 @@ class RecVAE(TorchRecommender):
         ``_train_users`` that receive the posterior of every batch."""
         net = self.network_
         assert isinstance(net, _RecVAENet)
-        total, n = 0.0, 0
-        for idx in self._minibatches(len(self._train_users)):
-            users = self._train_users[idx]
-            clean = self._row_batch(users)
-            batch = self._row_batch(users, dropout) if dropout > 0 else clean
-            rows = torch.from_numpy(idx).to(self.device_)
-            post = None if old_post is None else (old_post[0][rows], old_post[1][rows])
-            # the decoder pass follows the refresh of encoder_old and feeds clean rows
-            loss, (mu, logvar) = net.loss(
-                batch, clean, float(self.gamma), self.beta, part, post, old_is_current=part == "decoder"
-            )
-            if keep is not None:
-                keep[0][rows], keep[1][rows] = mu, logvar
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            n += len(idx)
-        return total / max(n, 1)
+
+        def steps() -> Iterator[tuple[torch.Tensor, int]]:
+            for idx in self._minibatches(len(self._train_users)):
+                users = self._train_users[idx]
+                clean = self._row_batch(users)
+                batch = self._row_batch(users, dropout) if dropout > 0 else clean
+                rows = torch.from_numpy(idx).to(self.device_)
+                post = None if old_post is None else (old_post[0][rows], old_post[1][rows])
+                # the decoder pass follows the refresh of encoder_old and feeds clean rows
+                loss, (mu, logvar) = net.loss(
+                    batch, clean, float(self.gamma), self.beta, part, post, old_is_current=part == "decoder"
+                )
+                if keep is not None:
+                    keep[0][rows], keep[1][rows] = mu, logvar
+                yield loss, len(idx)
+
+        return minibatch_epoch(opt, steps())
 
     def _train_epoch(self, epoch: int) -> float:
         net = self.network_

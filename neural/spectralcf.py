@@ -6,6 +6,7 @@ lzheng21/SpectralCF).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import nn
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
 from benchmark.models import ModelTags, Param
-from neural.base import COMMON_PARAMS, TorchRecommender, csr_to_torch, param_bytes
+from neural.base import COMMON_PARAMS, TorchRecommender, csr_to_torch, minibatch_epoch, param_bytes
 from neural.lightgcn import normalized_adjacency, symmetric_spmm
 
 
@@ -170,21 +171,20 @@ class SpectralCF(TorchRecommender):
         net = self.network_
         assert isinstance(net, _SpectralNet)
         users, pos, neg = self._bpr_triples()
-        total = torch.zeros((), device=self.device_)
         bs = int(self.batch_size)
-        for s in range(0, len(users), bs):
-            u, i, j = users[s : s + bs], pos[s : s + bs], neg[s : s + bs]
-            user_e, item_e = net.propagate()
-            eu, ei, ej = user_e[u], item_e[i], item_e[j]
-            loss = F.softplus((eu * ej).sum(1) - (eu * ei).sum(1)).mean()
-            if self.reg > 0:
-                l2 = 0.5 * (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum())
-                loss = loss + self.reg * l2 / len(u)
-            self.optimizer_.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer_.step()
-            total += loss.detach() * len(u)
-        return float(total) / max(len(users), 1)
+
+        def steps() -> Iterator[tuple[torch.Tensor, int]]:
+            for s in range(0, len(users), bs):
+                u, i, j = users[s : s + bs], pos[s : s + bs], neg[s : s + bs]
+                user_e, item_e = net.propagate()  # the graph filters change with every step
+                eu, ei, ej = user_e[u], item_e[i], item_e[j]
+                loss = F.softplus((eu * ej).sum(1) - (eu * ei).sum(1)).mean()
+                if self.reg > 0:
+                    l2 = 0.5 * (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum())
+                    loss = loss + self.reg * l2 / len(u)
+                yield loss, len(u)
+
+        return minibatch_epoch(self.optimizer_, steps())
 
     def _prepare_scoring(self) -> None:
         assert isinstance(self.network_, _SpectralNet)

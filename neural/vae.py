@@ -7,6 +7,7 @@ WWW 2018 (reference code: dawenl/vae_cf).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,6 +22,7 @@ from neural.base import (
     SparseInputLinear,
     TorchRecommender,
     adam,
+    minibatch_epoch,
     multinomial_log_likelihood,
     param_bytes,
     parse_layers,
@@ -174,24 +176,21 @@ class MultVAE(TorchRecommender):
         self._train_users = np.flatnonzero(np.diff(self.train_.indptr) > 0)
 
     def _train_epoch(self, epoch: int) -> float:
-        total, n = 0.0, 0
-        for idx in self._minibatches(len(self._train_users)):
-            batch = self._row_batch(self._train_users[idx], float(self.dropout))
-            logits, mu, logvar = self.network_(batch)
-            nll = -multinomial_log_likelihood(logits, batch).mean()
-            loss = nll
-            if self.variational:
-                assert mu is not None and logvar is not None
-                self.beta_ = kl_anneal(self.updates_, self.total_anneal_steps, self.anneal_cap)
-                kl = 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1).sum(dim=1).mean()
-                loss = nll + self.beta_ * kl
-            self.optimizer_.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer_.step()
-            self.updates_ += 1
-            total += float(loss.detach()) * len(idx)
-            n += len(idx)
-        return total / max(n, 1)
+        def steps() -> Iterator[tuple[torch.Tensor, int]]:
+            for idx in self._minibatches(len(self._train_users)):
+                batch = self._row_batch(self._train_users[idx], float(self.dropout))
+                logits, mu, logvar = self.network_(batch)
+                nll = -multinomial_log_likelihood(logits, batch).mean()
+                loss = nll
+                if self.variational:
+                    assert mu is not None and logvar is not None
+                    self.beta_ = kl_anneal(self.updates_, self.total_anneal_steps, self.anneal_cap)
+                    kl = 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1).sum(dim=1).mean()
+                    loss = nll + self.beta_ * kl
+                yield loss, len(idx)
+                self.updates_ += 1  # after the step: the KL weight anneals per update
+
+        return minibatch_epoch(self.optimizer_, steps())
 
     def _score_batch(self, users: torch.Tensor) -> torch.Tensor:
         logits, _, _ = self.network_(self._row_batch(users))

@@ -58,7 +58,7 @@ def cell_name(cfg: Config) -> str:
 def prepare_cell(cfg: Config) -> PreparedCell:
     """Check the configuration, load the data, split it and compute the cell key (no fitting)."""
     check_cell_config(cfg)  # hyperparameter types and ranges before any data is read
-    spec = ModelSpec.from_config(cfg.model)
+    spec = cfg.model
     # tuner=fixed: an empty space, i.e. one trial of model.params (Hydra merges a `{}` override into
     # the YAML's mapping, so the space cannot be emptied from the command line)
     raw_space = {} if cfg.tuner.name == "fixed" else spec.search_space
