@@ -59,6 +59,10 @@ class TunerConfig:
         direction: ``maximize`` or ``minimize``.
         validate_every: iterative models are validated every this many epochs ...
         patience: ... and stopped after this many validations without improvement.
+        pruner: ``none`` (Dacrema et al.'s protocol), ``median``, ``successive_halving`` or
+            ``hyperband``: Optuna's pruner on every iterative model's validations (neural, iALS
+            and BPR alike, see :mod:`benchmark.tuning.trials`); a pruned trial counts against
+            ``n_trials``. Stated in the protocol card when on.
         storage: SQLAlchemy URL of the Optuna study store (``services``: the PostgreSQL database of
             ``reprorec-services up``); None puts ``optuna.db`` next to the
             tracking store (an interrupted cell resumes its trials from there).
@@ -77,6 +81,7 @@ class TunerConfig:
     direction: str = "maximize"
     validate_every: int = 5
     patience: int = 5
+    pruner: str = "none"
     storage: str | None = None
     timeout_s: float | None = None
     workers: int = 1
@@ -158,6 +163,9 @@ class Config:
     seed: int = 0
     protocol: str = "custom"
     progress: bool = True
+    #: BLAS / OpenMP / torch threads of each process of a cell; None: the cell's CPUs divided
+    #: by ``tuner.workers`` (see :mod:`benchmark.threads`).
+    threads: int | None = None
 
 
 def register_configs() -> None:

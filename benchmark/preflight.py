@@ -51,6 +51,12 @@ def check_cell_config(cfg: Config) -> None:
 
     if cfg.tuner.name not in TUNERS:
         raise ConfigError(f"tuner.name={cfg.tuner.name!r} is not one of {list(TUNERS)}")
+    if cfg.tuner.name != "none":  # budget, sampler, pruner, direction: before any cell starts
+        from benchmark.tuning.tuner import check_tuner_config
+
+        check_tuner_config(cfg.tuner)
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads} must be >= 1 (or null: the cell's share of the CPUs)")
     spec = cfg.model
     try:
         model = spec.build(**spec.params)

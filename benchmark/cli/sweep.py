@@ -45,6 +45,7 @@ from benchmark.preflight import check_sweep
 from benchmark.redaction import redact_text, redact_url
 from benchmark.registry import conf_dir
 from benchmark.services import ENV_SERVICES_DIR, SERVICES, services_folder
+from benchmark.threads import ENV_CELL_CPUS, cpus_per_cell
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
 from benchmark.tracking.leases import lease_table, process_owner
@@ -179,6 +180,10 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         if any(str(v or "").split(":", 1)[0] == SERVICES for v in (config.tracking.uri, storage)):
             # jobs resolve ``services`` against the same state folder, wherever they run
             os.environ[ENV_SERVICES_DIR] = str(services_folder(str(config.tracking.uri or storage)))
+        if ENV_CELL_CPUS not in os.environ:  # jobs divide these CPUs among their processes
+            launcher = OmegaConf.to_container(config.hydra.get("launcher") or {}, resolve=True)
+            items = launcher.items() if isinstance(launcher, dict) else ()
+            os.environ[ENV_CELL_CPUS] = str(cpus_per_cell({str(k): v for k, v in items}))
         # every cell's config, then each dataset once, before any store, run or data load
         n_cells = check_sweep(_cell_configs(config))
         print(f"[reprorec] checked {n_cells} cells: configs valid, data available", file=sys.stderr)

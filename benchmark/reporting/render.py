@@ -111,6 +111,7 @@ def _card_items(card: dict[str, Any]) -> list[tuple[str, str]]:
         ("Tuning budget (trials)", card["tuning_budget_trials"]),
         ("Random start-up trials", card["tuning_random_trials"]),
         ("Sampler", card["tuning_sampler"]),
+        *([("Pruner (pruned trials count)", card["tuning_pruner"])] if card.get("tuning_pruner") else []),
         ("Seeds", card["seeds"]),
         ("Users skipped (per run)", card["users_skipped"]),
         ("Split fingerprint(s)", card["fingerprints"]["split"]),
@@ -129,7 +130,8 @@ def _cost_rows(table: dict[str, Any]) -> list[list[str]]:
     for r in table["rows"]:
         c = r["cost"]
         budget = f" / {c['trials_budget']:.0f}" if "trials_budget" in c else ""
-        trials = f"{c['trials_complete']:.0f}{budget}" if "trials_complete" in c else "–"
+        pruned = f" + {c['trials_pruned']:.0f} pruned" if c.get("trials_pruned") else ""
+        trials = f"{c['trials_complete']:.0f}{pruned}{budget}" if "trials_complete" in c else "–"
         rows.append(
             [
                 r["model"],

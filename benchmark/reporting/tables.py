@@ -54,7 +54,9 @@ LABELS = {
 #: Settings that must agree inside one table (else the numbers are not comparable).
 PROTOCOL_PARAMS = (S.PARAM_PROTOCOL, S.PARAM_TIE_RULE, S.PARAM_EXCLUDE, S.PARAM_SPLIT_PARAMS)
 #: Settings that should agree (tuning parity); a difference is reported, not refused.
-PARITY_PARAMS = (S.PARAM_N_TRIALS, S.PARAM_N_RANDOM, S.PARAM_SAMPLER, S.PARAM_TUNE_METRIC)
+PARITY_PARAMS = (S.PARAM_N_TRIALS, S.PARAM_N_RANDOM, S.PARAM_SAMPLER, S.PARAM_TUNE_METRIC, S.PARAM_PRUNER)
+#: What a run that predates a parity setting used.
+_PARITY_DEFAULTS = {S.PARAM_PRUNER: "none"}
 _KEY_RE = re.compile(r"^(?P<name>.+?)(?:_at_(?P<k>\d+))?$")
 
 
@@ -257,6 +259,7 @@ def _cost(runs: Sequence[CellRun]) -> dict[str, float]:
     names = {
         "trials_complete": S.N_TRIALS_DONE,
         "trials_failed": S.N_TRIALS_FAILED,
+        "trials_pruned": S.N_TRIALS_PRUNED,
         "best_val": S.BEST_VAL,
         "tuning_s": S.TUNING_SECONDS,
         "fit_s": S.FIT_SECONDS,
@@ -295,6 +298,7 @@ def _card(runs: Sequence[CellRun]) -> dict[str, Any]:
         "tuning_budget_trials": sorted({r.params.get(S.PARAM_N_TRIALS, "") for r in runs} - {""}),
         "tuning_random_trials": sorted({r.params.get(S.PARAM_N_RANDOM, "") for r in runs} - {""}),
         "tuning_sampler": sorted({r.params.get(S.PARAM_SAMPLER, "") for r in runs} - {""}),
+        "tuning_pruner": sorted({r.params.get(S.PARAM_PRUNER, "") for r in runs} - {"", "none"}),
         "seeds": sorted({r.seed for r in runs}),
         "users_skipped": {
             f"{r.model} seed {r.seed}": r.metrics[S.N_USERS_SKIPPED]
@@ -483,7 +487,7 @@ def _build_table(
                 "parameters; the other models were tuned, so this row is not an equal-budget result"
             )
     tuned = [r for r in runs if _searched(r)]
-    parity = {p: sorted({r.params.get(p, "") for r in tuned}) for p in PARITY_PARAMS}
+    parity = {p: sorted({r.params.get(p, _PARITY_DEFAULTS.get(p, "")) for r in tuned}) for p in PARITY_PARAMS}
     for p, vals in parity.items():
         if len(vals) > 1:
             notes.append(f"tuning parity: {p} differs between models ({vals})")

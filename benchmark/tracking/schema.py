@@ -75,6 +75,9 @@ PARAM_DATASET_PREPROCESSING = "dataset.preprocessing"  # JSON
 PARAM_SEED = "seed"
 PARAM_TUNER = "tuning.tuner"  # optuna | none
 PARAM_EARLY_STOPPING = "tuning.early_stopping"  # JSON {every, patience}
+PARAM_THREADS = "resources.threads"  # BLAS/OpenMP/torch threads per process (benchmark.threads)
+PARAM_CPUS = "resources.cpus"  # CPUs of the cell (its processes share them)
+PARAM_PRUNER = "tuning.pruner"  # none | median | successive_halving | hyperband
 PARAM_BEST_EPOCH = "tuning.best_epoch"  # epochs of the final refit (iterative models)
 
 # ---------------------------------------------------------------- metrics (cell)
@@ -91,6 +94,7 @@ N_USERS_EVALUATED = "test/n_users_evaluated"
 N_USERS_SKIPPED = "test/n_users_skipped"
 N_TRIALS_DONE = "tuning/n_trials_complete"
 N_TRIALS_FAILED = "tuning/n_trials_failed"
+N_TRIALS_PRUNED = "tuning/n_trials_pruned"
 
 # ---------------------------------------------------------------- artifacts (cell)
 ART_CONFIG = "config/resolved.yaml"

@@ -34,6 +34,7 @@ from typing import Any
 from benchmark.config import Config
 from benchmark.faults import fault_point
 from benchmark.redaction import redact_text
+from benchmark.threads import limit_threads, thread_share
 from benchmark.tracking import schema as S
 from benchmark.tracking.leases import LeaseTable, lease_table
 from benchmark.tracking.mlflow_store import Tracker, check_tracking_reachable, resolve_study_storage
@@ -102,6 +103,7 @@ def run_cell(
     t0 = time.perf_counter()
     name = cell_name(cfg)
     try:
+        limit_threads(thread_share(cfg.threads, cfg.tuner.workers))  # before any data or BLAS
         tracker = tracker or Tracker(cfg.tracking.uri)
         check_tracking_reachable(tracker.uri)
         experiment_id = tracker.ensure_experiment(cfg.tracking.experiment)

@@ -15,6 +15,10 @@ from typing import Any
 from benchmark.errors import ModelError
 from benchmark.models import IterativeRecommender
 
+#: ``report(epoch, value) -> prune?``: hands each validation value to a pruner (see
+#: :mod:`benchmark.tuning.trials`); True ends training like a lost patience.
+Report = Callable[[int, float], bool]
+
 
 @dataclass
 class EarlyStopping:
@@ -27,6 +31,8 @@ class EarlyStopping:
         min_delta: an improvement must beat the best value by more than this.
         direction: ``maximize`` (higher is better, e.g. NDCG) or ``minimize`` (e.g. a loss), the
             tuner's ``direction``: early stopping and trial selection agree on what "better" is.
+        report: optional pruning hook, called after every finite validation; when it answers
+            True, training stops at the best state so far and ``pruned`` is set.
 
     After ``fit`` returns, the model holds the state of ``best_epoch`` (restored with
     ``set_state`` when a later epoch was worse); ``history`` lists ``(epoch, value)`` of every
@@ -39,6 +45,8 @@ class EarlyStopping:
     patience: int = 5
     min_delta: float = 0.0
     direction: str = "maximize"
+    report: Report | None = None
+    pruned: bool = field(default=False, init=False)
     best_value: float = field(default=math.nan, init=False)
     best_epoch: int = field(default=0, init=False)
     history: list[tuple[int, float]] = field(default_factory=list, init=False)
@@ -66,11 +74,19 @@ class EarlyStopping:
             if self.best_epoch == 0:
                 raise ModelError(f"{type(model).__name__}: validation metric is NaN at epoch {epoch}")
             return self._restore(model)
-        if self.best_epoch == 0 or self._better(value):
+        improved = self.best_epoch == 0 or self._better(value)
+        if improved:
             self.best_value, self.best_epoch, self._bad = value, epoch, 0
             self._best_state = None if last else model.get_state()
+        else:
+            self._bad += 1
+        # every validation is reported (the pruner compares trials epoch by epoch); pruning the
+        # last epoch would change nothing
+        if self.report is not None and self.report(epoch, value) and not last:
+            self.pruned = True
+            return True if improved else self._restore(model)
+        if improved:
             return False
-        self._bad += 1
         if self._bad >= self.patience or last:
             return self._restore(model)
         return False

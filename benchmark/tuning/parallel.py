@@ -47,7 +47,7 @@ def counts(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a trial counts against the budget (running, or finished by a live worker)."""
     if t.user_attrs.get("state") == INTERRUPTED:
         return False
-    if t.state in (State.RUNNING, State.COMPLETE):
+    if t.state in (State.RUNNING, State.COMPLETE, State.PRUNED):
         return True
     return t.state == State.FAIL and "error" in t.user_attrs
 

@@ -25,6 +25,7 @@ from benchmark.config import Config
 from benchmark.fingerprint import sha256_json
 from benchmark.portable import portable_text
 from benchmark.redaction import redact_text
+from benchmark.threads import cell_cpus, thread_share
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
 from benchmark.tracking.leases import process_owner
@@ -164,7 +165,7 @@ class CellRecorder:
             )
             if rec.error:
                 tracker.log_text(run_id, rec.error, S.ART_TRACEBACK)
-            tracker.end_run(run_id, "FINISHED" if rec.state == "complete" else "FAILED")
+            tracker.end_run(run_id, "FAILED" if rec.state == "failed" else "FINISHED")
 
         return log_trial
 
@@ -200,6 +201,7 @@ class CellRecorder:
                     S.TUNING_WALL_SECONDS: tuning.wall_seconds,
                     S.N_TRIALS_DONE: float(tuning.n_complete),
                     S.N_TRIALS_FAILED: float(tuning.n_failed),
+                    S.N_TRIALS_PRUNED: float(tuning.n_pruned),
                 }
             )
             if tuning.best_epoch is not None:
@@ -267,6 +269,8 @@ def _cell_params(p: PreparedCell) -> dict[str, Any]:
         S.PARAM_SPLIT_NAME: cfg.split.name,
         S.PARAM_SPLIT_PARAMS: {k: v for k, v in asdict(cfg.split).items() if k != "description"},
         S.PARAM_DATASET_PREPROCESSING: dict(cfg.dataset.preprocessing),
+        S.PARAM_THREADS: thread_share(cfg.threads, cfg.tuner.workers),
+        S.PARAM_CPUS: cell_cpus(),
     }
     if tu.name != "none":
         params.update(
@@ -276,6 +280,7 @@ def _cell_params(p: PreparedCell) -> dict[str, Any]:
                 S.PARAM_SAMPLER: tu.sampler,
                 S.PARAM_TUNE_METRIC: tu.metric,
                 S.PARAM_EARLY_STOPPING: {"every": tu.validate_every, "patience": tu.patience},
+                S.PARAM_PRUNER: tu.pruner,
             }
         )
     return params
@@ -345,6 +350,7 @@ def protocol_document(
             "best_epoch": tuning.best_epoch,
             "n_complete": tuning.n_complete,
             "n_failed": tuning.n_failed,
+            "n_pruned": tuning.n_pruned,
         },
         "evaluation": {
             **asdict(cfg.evaluation),

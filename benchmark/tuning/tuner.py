@@ -19,11 +19,9 @@ splits the budget among them without exceeding it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -31,34 +29,33 @@ import pandas as pd
 
 from benchmark.config import TunerConfig
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.errors import ConfigError, MetricNotComputedError, ModelError
+from benchmark.errors import ConfigError, ModelError
 from benchmark.faults import fault_point
-from benchmark.models import IterativeRecommender, Recommender
 from benchmark.registry import ModelSpec
 from benchmark.tracking.studies import open_study
-from benchmark.tuning.early_stopping import EarlyStopping
-from benchmark.tuning.parallel import INTERRUPTED, Budget, SharedBudget, abandon, finished
+from benchmark.tuning.parallel import INTERRUPTED, Budget, SharedBudget, abandon
 from benchmark.tuning.space import SearchSpace, check_space_against_model
+from benchmark.tuning.trials import (
+    TrialRecord,
+    Validate,
+    record_from_frozen,
+    run_trial,
+    trials_table,
+)
 
-#: Validation function: model -> summary mapping (``{"ndcg_at_10": 0.31, ...}``).
-Validate = Callable[[Recommender], Mapping[str, float]]
+__all__ = ["TrialRecord", "TuningResult", "Validate", "tune"]
 
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """What one trial did (passed to the ``on_trial`` callback and kept in the trials table)."""
-
-    number: int
-    state: str  # complete | failed
-    params: dict[str, Any]
-    value: float | None
-    best_epoch: int | None = None
-    val_metrics: dict[str, float] = field(default_factory=dict)
-    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    fit_seconds: float = 0.0
-    error: str | None = None
-    resumed: bool = False
-    worker: int | None = None
+#: ``tuner.pruner`` -> the Optuna pruner; steps are epochs, validated every ``validate_every``.
+PRUNERS: dict[str, Callable[[TunerConfig], optuna.pruners.BasePruner]] = {
+    "none": lambda c: optuna.pruners.NopPruner(),
+    # Optuna's defaults: prune below the median of earlier trials at the same epoch, once 5
+    # trials have finished
+    "median": lambda c: optuna.pruners.MedianPruner(n_startup_trials=5),
+    # Jamieson & Talwalkar (AISTATS 2016) / Li et al. (MLSys 2020): rungs from the first validation
+    "successive_halving": lambda c: optuna.pruners.SuccessiveHalvingPruner(min_resource=c.validate_every),
+    # Li et al. (JMLR 2018); the maximum epoch count is learnt from the first trial
+    "hyperband": lambda c: optuna.pruners.HyperbandPruner(min_resource=c.validate_every),
+}
 
 
 @dataclass(frozen=True)
@@ -79,48 +76,8 @@ class TuningResult:
     seconds_interrupted: float = 0.0
     #: Wall-clock seconds of this process's :func:`tune` call.
     wall_seconds: float = 0.0
-
-
-def _validated_model(spec: ModelSpec, params: Mapping[str, Any]) -> Recommender:
-    model = spec.build(**params)
-    model.validate_params()
-    return model
-
-
-def fit_with_early_stopping(
-    model: Recommender,
-    train: InteractionMatrix,
-    validate: Validate,
-    metric: str,
-    *,
-    every: int,
-    patience: int,
-    direction: str = "maximize",
-) -> tuple[float, dict[str, float], int | None, list[tuple[int, dict[str, float]]]]:
-    """Fit ``model`` and return (value, validation summary, best epoch, per-epoch history)."""
-    if not isinstance(model, IterativeRecommender):
-        model.fit(train)
-        summary = dict(validate(model))
-        return _metric(summary, metric), summary, None, []
-    summaries: dict[int, dict[str, float]] = {}
-
-    def value_at(m: IterativeRecommender) -> float:
-        summary = dict(validate(m))
-        summaries[m.epochs_run_] = summary
-        return _metric(summary, metric)
-
-    stopper = EarlyStopping(value_at, every=every, patience=patience, direction=direction)
-    model.fit(train, epoch_callback=stopper)
-    history = sorted(summaries.items())
-    return stopper.best_value, summaries[stopper.best_epoch], stopper.best_epoch, history
-
-
-def _metric(summary: Mapping[str, float], metric: str) -> float:
-    if metric not in summary:
-        raise MetricNotComputedError(
-            f"tuner.metric={metric!r} is not computed by the evaluator; have {sorted(summary)}"
-        )
-    return float(summary[metric])
+    #: Trials the pruner stopped (they count against the budget; never the best trial).
+    n_pruned: int = 0
 
 
 def _sampler(config: TunerConfig, seed: int, *, constant_liar: bool = False) -> optuna.samplers.BaseSampler:
@@ -147,45 +104,9 @@ def check_tuner_config(config: TunerConfig) -> None:
         raise ConfigError(
             f"tuner.validate_every={config.validate_every} and tuner.patience={config.patience} must be >= 1"
         )
+    if config.pruner not in PRUNERS:
+        raise ConfigError(f"tuner.pruner={config.pruner!r} is not one of {sorted(PRUNERS)}")
     _sampler(config, 0)
-
-
-def _record_from_frozen(t: optuna.trial.FrozenTrial) -> TrialRecord:
-    attrs = t.user_attrs
-    value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
-    return TrialRecord(
-        number=t.number,
-        state="complete" if t.state == optuna.trial.TrialState.COMPLETE else "failed",
-        params=dict(t.params),
-        value=value,
-        best_epoch=attrs.get("best_epoch"),
-        val_metrics=dict(attrs.get("val_metrics", {})),
-        history=[(int(e), dict(s)) for e, s in attrs.get("history", [])],
-        fit_seconds=float(attrs.get("fit_seconds", 0.0)),
-        error=attrs.get("error"),
-        resumed=True,
-        worker=attrs.get("worker"),
-    )
-
-
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per finished trial: number, state, value, best_epoch, seconds, ``param.*``, error."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        if not finished(t):
-            continue
-        row: dict[str, Any] = {
-            "number": t.number,
-            "state": "complete" if t.state == optuna.trial.TrialState.COMPLETE else "failed",
-            "value": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
-            "best_epoch": t.user_attrs.get("best_epoch"),
-            "fit_seconds": t.user_attrs.get("fit_seconds"),
-        }
-        row.update({f"param.{k}": v for k, v in t.params.items()})
-        err = t.user_attrs.get("error")
-        row["error"] = err.strip().splitlines()[-1] if err else None
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def tune(
@@ -235,13 +156,14 @@ def tune(
     fixed = dict(fixed_params or {})
     n_trials = config.n_trials if len(space) else 1
     study = open_study(study_name, storage, config.direction)
+    study.pruner = PRUNERS[config.pruner](config)
     budget = _budget(study, n_trials, config, storage, worker_index)
     start = time.perf_counter()
     if worker_index == 0:  # before the other workers of this cell start (``on_ready``)
         budget.fail_left_running()
         for t in budget.finished():
             if on_trial is not None:
-                on_trial(_record_from_frozen(t))
+                on_trial(record_from_frozen(t))
         if on_ready is not None:
             on_ready()
     done = budget.finished()
@@ -295,7 +217,7 @@ def _run_and_tell(
     t0 = time.perf_counter()
     try:
         fault_point("tuning.trial")
-        record = _run_trial(trial, spec, space, train, validate, config, fixed)
+        record = run_trial(trial, spec, space, train, validate, config, fixed)
     except BaseException:  # SIGTERM / Ctrl-C (KeyboardInterrupt), SystemExit
         abandon(study, trial, seconds=time.perf_counter() - t0)
         raise
@@ -310,6 +232,8 @@ def _run_and_tell(
             trial.set_user_attr(key, val)
     if record.state == "complete":
         study.tell(trial, record.value)
+    elif record.state == "pruned":  # Optuna keeps its last reported value for the sampler
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     fault_point("tuning.told")
@@ -324,11 +248,15 @@ def _result(
     wall: float,
 ) -> TuningResult:
     complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
+    n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in done)
     if not complete:
         last_error = next(
             (t.user_attrs.get("error") for t in reversed(done) if t.user_attrs.get("error")), ""
         )
-        raise ModelError(f"{spec.name}: all {len(done)} tuning trials failed; last error:\n{last_error}")
+        what = (
+            f"all {len(done)} tuning trials failed" if not n_pruned else f"no trial of {len(done)} completed"
+        )
+        raise ModelError(f"{spec.name}: {what} ({n_pruned} pruned); last error:\n{last_error}")
     best = study.best_trial
     abandoned = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("state") == INTERRUPTED]
     return TuningResult(
@@ -338,7 +266,8 @@ def _result(
         best_trial=best.number,
         trials=trials_table(study),
         n_complete=len(complete),
-        n_failed=len(done) - len(complete),
+        n_failed=len(done) - len(complete) - n_pruned,
+        n_pruned=n_pruned,
         # every process's trials: a resumed cell's cost is what all of its trials took, not only
         # the last process's share (fit_seconds is stored with each trial when it finishes)
         seconds=float(sum(float(t.user_attrs.get("fit_seconds", 0.0)) for t in done)),
@@ -352,51 +281,3 @@ def _best_value(study: optuna.Study) -> float | None:
         return float(study.best_value)
     except ValueError:  # no completed trial yet
         return None
-
-
-def _run_trial(
-    trial: optuna.Trial,
-    spec: ModelSpec,
-    space: SearchSpace,
-    train: InteractionMatrix,
-    validate: Validate,
-    config: TunerConfig,
-    fixed: Mapping[str, Any],
-) -> TrialRecord:
-    params: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    try:
-        params = space.suggest(trial)
-        model = _validated_model(spec, {**fixed, **params})
-        value, summary, best_epoch, history = fit_with_early_stopping(
-            model,
-            train,
-            validate,
-            config.metric,
-            every=config.validate_every,
-            patience=config.patience,
-            direction=config.direction,
-        )
-        if not math.isfinite(value):
-            raise ModelError(f"{spec.name}: validation {config.metric} is {value} (diverged?)")
-    except MetricNotComputedError:  # fails every trial alike: stop instead of burning the budget
-        raise
-    except Exception:
-        return TrialRecord(
-            trial.number,
-            "failed",
-            params,
-            None,
-            fit_seconds=time.perf_counter() - t0,
-            error=traceback.format_exc(),
-        )
-    return TrialRecord(
-        trial.number,
-        "complete",
-        params,
-        value,
-        best_epoch=best_epoch,
-        val_metrics={k: float(v) for k, v in summary.items()},
-        history=history,
-        fit_seconds=time.perf_counter() - t0,
-    )

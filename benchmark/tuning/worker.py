@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from benchmark.redaction import redact_text
+from benchmark.threads import limit_threads, thread_share
 from benchmark.tracking.mlflow_store import Tracker
 from benchmark.tuning.prepare import PreparedCell
 from benchmark.tuning.record import CellRecorder
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(job_file, "rb") as f:
         job = pickle.load(f)
     prepared = job["prepared"]
+    limit_threads(thread_share(prepared.config.threads, prepared.config.tuner.workers))
     try:
         recorder = CellRecorder(Tracker(job["tracking_uri"]), job["experiment_id"], prepared.config)
         recorder.run_id = job["cell_run_id"]

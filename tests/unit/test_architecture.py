@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "benchmark.faults",
         "benchmark.io",
         "benchmark.redaction",
+        "benchmark.threads",
     ),
     ("benchmark.data",),
     ("benchmark.models", "benchmark.registry", "benchmark.config"),

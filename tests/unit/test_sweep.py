@@ -41,6 +41,7 @@ TOY_MODELS = {
     "flaky": ("Flaky", {"x": {"type": "int", "low": 0, "high": 9}}),
     "killer": ("Killer", {"x": {"type": "int", "low": 0, "high": 9}}),
     "curve": ("Curve", {"lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True}}),
+    "blurred": ("Blurred", {"lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True}}),
 }
 
 
@@ -51,7 +52,7 @@ def work(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "conf", conf)
     (conf / "dataset" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     for name, (cls, space) in TOY_MODELS.items():
-        params = {"epochs": 30, "peak": 12} if name == "curve" else {}
+        params = {"epochs": 30, "peak": 12} if name in ("curve", "blurred") else {}
         (conf / "model" / f"{name}.yaml").write_text(
             yaml.safe_dump(
                 {
@@ -357,3 +358,28 @@ def test_smoke_experiment_with_two_joblib_workers_loses_nothing(work: Path) -> N
         n = 1 if c.data.tags[S.MODEL] == "toppop" else 4
         assert len(children(cells, trials, c.info.run_id)) == n
         assert {S.ART_PER_USER, S.ART_TRIALS} <= artifacts(work, c.info.run_id)
+
+
+def test_pruned_sweep_counts_pruned_trials_and_its_report_states_the_pruner(work: Path) -> None:
+    from benchmark.reporting import generate_report
+    from benchmark.threads import available_cpus
+
+    # Blurred's validation value depends on its lr: successive halving keeps the better third of
+    # the trials at each rung (epochs 2, 6, 18) and prunes the others
+    args = ["-m", "model=blurred,ease", "seed=0", "tuner.n_trials=8", "tuner.sampler=random"]
+    reprorec(work, *args, "tuner.pruner=successive_halving", "tuner.validate_every=2", *FAST)
+    cells = by_model(runs(work, S.RUN_TYPE_CELL))
+    blurred, ease = cells["blurred", "0"][0].data, cells["ease", "0"][0].data
+    assert blurred.params[S.PARAM_PRUNER] == ease.params[S.PARAM_PRUNER] == "successive_halving"
+    # one cell at a time, one worker: each cell's process has all of the cell's CPUs
+    assert blurred.params[S.PARAM_THREADS] == blurred.params[S.PARAM_CPUS] == str(available_cpus())
+    pruned = blurred.metrics[S.N_TRIALS_PRUNED]
+    assert blurred.metrics[S.N_TRIALS_DONE] + pruned == 8 and ease.metrics[S.N_TRIALS_PRUNED] == 0
+    trials = [t for t in runs(work, S.RUN_TYPE_TRIAL) if t.data.tags[S.MODEL] == "blurred"]
+    states = [t.data.tags[S.TRIAL_STATE] for t in trials]
+    assert states.count("pruned") == pruned and {t.info.status for t in trials} == {"FINISHED"}
+    out = work / "report"
+    generate_report(f"sqlite:///{work / 'mlflow.db'}", out_dir=out, cutoffs=(10,), n_resamples=99)
+    md = (out / "README.md").read_text()
+    assert "Pruner (pruned trials count)" in md and "successive_halving" in md
+    assert pruned > 0 and f"+ {pruned:.0f} pruned / 8" in md

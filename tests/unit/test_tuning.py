@@ -142,6 +142,16 @@ class Curve(IterativeRecommender):
         return np.tile(sign * self.popularity_, (len(users), 1)).astype(np.float32)
 
 
+class Blurred(Curve):
+    """Curve with seeded noise of scale ``1 - lr`` on its scores: validation values differ by lr
+    (whatever the peak), so pruners have something to compare."""
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        noise = np.random.default_rng(0).normal(size=(len(users), self.n_items_))
+        scale = (1.0 - self.lr) * float(self.popularity_.max())
+        return (super().score(users) + scale * noise).astype(np.float32)
+
+
 def spec_of(cls: type[Recommender], space: dict[str, Any] | None = None, **params: Any) -> ModelSpec:
     return ModelSpec(
         name=cls.__name__.lower(),
@@ -408,3 +418,62 @@ def test_empty_space_runs_one_trial_of_the_defaults() -> None:
         seed=0,
     )
     assert len(result.trials) == 1 and result.best_value == 0.0 and result.best_params == {}
+
+
+# ---------------------------------------------------------------------------- pruning
+def test_a_pruning_report_stops_at_the_best_state_so_far() -> None:
+    values = iter([0.5, 0.4, 0.3])
+    model = Curve(epochs=50, peak=1000)
+    stopper = EarlyStopping(lambda m: next(values), every=5, patience=5, report=lambda e, v: e == 10)
+    model.fit(random_matrix(10, 8, seed=1), epoch_callback=stopper)
+    assert stopper.pruned and [e for e, _ in stopper.history] == [5, 10]
+    assert (stopper.best_epoch, model.state_, model.epochs_run_) == (5, 5, 10)
+
+
+def _rising(m: Recommender) -> dict[str, float]:
+    # validation rises with the epoch until 50, scaled by lr: a low lr trails at every epoch
+    return {"ndcg_at_10": m.lr * min(m.state_, 50) / 50}  # type: ignore[attr-defined]
+
+
+def test_median_pruner_stops_exactly_the_trials_below_the_median_and_counts_them() -> None:
+    space = parse_space({"lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True}})
+    config = _tuner(n_trials=20, sampler="random", validate_every=5, patience=2, pruner="median")
+    result = tune(spec_of(Curve, epochs=60, peak=1000), space, random_matrix(20, 15), _rising, config, seed=4)
+    table = result.trials.sort_values("number")
+    assert len(table) == 20 == result.n_complete + result.n_pruned and result.n_failed == 0
+    # Optuna's MedianPruner (5 start-up trials): a trial is pruned at its first validation
+    # (epoch 5) iff its value there is below the median of the completed trials' values there
+    expected, complete_lr = [], []
+    for lr in table["param.lr"]:
+        prune = len(complete_lr) >= 5 and lr < float(np.median(complete_lr))
+        expected.append("pruned" if prune else "complete")
+        if not prune:
+            complete_lr.append(lr)
+    assert list(table.state) == expected and 0 < result.n_pruned < 15
+    assert set(table[table.state == "pruned"].best_epoch) == {5}
+    assert set(table[table.state == "complete"].best_epoch) == {50}
+    assert table[table.state == "pruned"].value.isna().all()
+    assert result.best_params["lr"] == max(complete_lr)
+    # deterministic: the same seed prunes the same trials
+    again = tune(spec_of(Curve, epochs=60, peak=1000), space, random_matrix(20, 15), _rising, config, seed=4)
+    assert list(again.trials.state) == list(result.trials.state)
+
+
+def test_pruner_off_reports_nothing_and_unknown_pruner_is_refused(tmp_path: Path) -> None:
+    space = parse_space({"lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True}})
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = tune(
+        spec_of(Curve, epochs=60, peak=1000),
+        space,
+        random_matrix(20, 15),
+        _rising,
+        _tuner(n_trials=8, sampler="random", validate_every=5, patience=2),
+        seed=4,
+        study_name="off",
+        storage=storage,
+    )
+    assert result.n_pruned == 0 and set(result.trials.state) == {"complete"}
+    # the default protocol's study holds no intermediate values (nothing for a pruner to use)
+    assert all(not t.intermediate_values for t in open_study("off", storage, "maximize").trials)
+    with pytest.raises(ConfigError, match=r"tuner.pruner='asha' is not one of \['hyperband', 'median'"):
+        tune(spec_of(Curve), space, random_matrix(20, 15), _rising, _tuner(pruner="asha"), seed=0)
