@@ -42,12 +42,19 @@ numpy / torch two-stage top-k. Both feed the same tie handling and metrics, and 
 The fused path reads the batch's rows of the exclusion and relevance matrices in place (no per-batch
 CSR copies); tie keys are computed only for rows with equal scores, and all accuracy metrics at all
 cutoffs come from one :func:`benchmark.evaluation.metrics.accuracy_at_cutoffs` call per batch.
+The model scores each batch on the calling thread (with its own BLAS / torch threads); checking,
+masking, top-k, ties and metrics then run on row chunks of the batch in ``threads`` threads (the
+numba kernels release the GIL). Every value is per row or an integer count, so results do not depend
+on the thread count (a test compares 1, 2 and 3 threads).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -72,6 +79,19 @@ _U64 = np.uint64
 USE_FUSED = HAVE_NUMBA
 #: Rows per chunk when ties straddle the cutoff (bounds the padded tie-key matrices).
 _STRADDLE_CHUNK = 256
+#: Fewest score rows per thread when a batch's ranking and metrics are split over threads (below it,
+#: the per-chunk overhead outweighs the parallel work); tests lower it to exercise small batches.
+_MIN_CHUNK_ROWS = 64
+
+
+@dataclass
+class _BatchMeasures:
+    """What one batch (or row chunk of one) contributes: per-user metric columns, per-item
+    recommendation counts per cutoff (catalog metrics) and, if asked for, the top lists."""
+
+    per_user: dict[str, np.ndarray]
+    counts: dict[int, np.ndarray]
+    recs: pd.DataFrame | None
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -141,6 +161,9 @@ class Evaluator:
             item counts of ``exclude`` (the training data).
         name: the part evaluated (``test``, ``val``): the default prefix of
             :meth:`EvaluationResult.metrics`.
+        threads: threads for masking, top-k, ties and metrics (row chunks of each score batch);
+            default ``torch.get_num_threads()`` at evaluation time, i.e. the cell's thread share
+            (:func:`benchmark.threads.limit_threads`). Results do not depend on it.
 
     The evaluator writes ``-inf`` into the score arrays a model returns (masking without a copy), so
     ``score`` must return a fresh array each call (read-only arrays are copied first).
@@ -166,8 +189,12 @@ class Evaluator:
         seed: int = 0,
         item_popularity: np.ndarray | None = None,
         name: str = "test",
+        threads: int | None = None,
     ) -> None:
         n_users, n_items = test.shape
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads={threads!r} must be an integer >= 1 or None")
+        self.threads = threads
         self.test = test
         self.n_items = n_items
         self.name = name
@@ -300,57 +327,42 @@ class Evaluator:
         start = time.perf_counter()
         model_name = _model_name(model)
         score_fn: Callable[[np.ndarray], np.ndarray] = model.score if hasattr(model, "score") else model
-        per_user: dict[str, list[np.ndarray]] = {
-            col: [] for m in self.metrics if m.kind != "catalog" for col in self._columns(m)
+        n_threads = max(1, torch.get_num_threads() if self.threads is None else self.threads)
+        parts: list[_BatchMeasures] = []
+        # Scoring runs on the calling thread (the model's own BLAS / torch threads); what follows it
+        # (check, mask, top-k, ties, metrics) is per row, so row chunks of a batch run in a thread
+        # pool (the numba kernels and numpy's sorts release the GIL). Every result is per row or an
+        # integer sum, so it is the same for every thread count.
+        pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+        try:
+            for sl in batched(len(self.users), self.batch_size):
+                users = self.users[sl]
+                scores = self._scores(score_fn, model_name, users, check_finite=not self._fused)
+                chunks = max(1, min(n_threads, len(users) // _MIN_CHUNK_ROWS))
+                if pool is None or chunks == 1:
+                    parts.append(self._measure(model_name, scores, users, recommendations))
+                else:
+                    bounds = np.linspace(0, len(users), chunks + 1).astype(int)
+                    futures = [
+                        pool.submit(self._measure, model_name, scores[lo:hi], users[lo:hi], recommendations)
+                        for lo, hi in pairwise(bounds)
+                    ]
+                    parts.extend(f.result() for f in futures)  # in row order
+                del scores
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        per_user = {
+            col: [p.per_user[col] for p in parts]
+            for m in self.metrics
+            if m.kind != "catalog"
+            for col in self._columns(m)
         }
         counts = {k: np.zeros(self.n_items, dtype=np.int64) for k in self.cutoffs}
-        need_counts = any(m.kind == "catalog" for m in self.metrics)
-        need_auc = any(m.kind == "auc" for m in self.metrics)
-        accuracy = [m.name for m in self.metrics if m.kind == "accuracy"]
-        recs: list[pd.DataFrame] = []
-        for sl in batched(len(self.users), self.batch_size):
-            users = self.users[sl]
-            kk = min(self.max_k + 1, self.n_items)
-            fused = USE_FUSED and self.protocol == "full"
-            scores = self._scores(score_fn, model_name, users, check_finite=not fused)
-            if fused:
-                # The kernel reads the users' rows of the exclusion matrix in place (no batch copy).
-                ex = self._exclude if self._exclude is not None else sp.csr_matrix((1, self.n_items))
-                rows = users if self._exclude is not None else np.zeros(len(users), np.int64)
-                top_vals, top_idx, bad = fused_topk(scores, ex.indptr, ex.indices, kk, ex_rows=rows)
-                if bad.any():  # those rows are left as the model returned them
-                    check_scores(model_name, users[bad], scores[bad], self.n_items)
-            else:
-                scores = self._mask(scores, users)
-                top_vals, top_idx = topk_desc(scores, kk)
-            # (row, item) keys of the relevant items: for the numpy hit lookup and the tie rules that
-            # look at relevance; the fused path's hit lookup reads the relevant matrix in place.
-            need_keys = not fused or self.tie_rule in ("optimistic", "pessimistic")
-            rel_keys = _row_keys(self._relevant[users], self.n_items) if need_keys else np.zeros(0, np.int64)
-            items, vals = self._rank(scores, users, rel_keys, top_vals, top_idx)
-            if fused:
-                hits = member_rows(self._relevant, items, rows=users)
-            else:
-                hits = _member(rel_keys, self.n_items, np.arange(len(users))[:, None], items)
-            n_rel = self._n_relevant[users]
-            if accuracy:  # all metrics at all cutoffs from shared cumulative sums
-                for col, v in M.accuracy_at_cutoffs(accuracy, hits, n_rel, self.cutoffs).items():
-                    per_user[col].append(v)
-            for m in self.metrics:
-                if m.kind == "list":
-                    for k in self.cutoffs:
-                        per_user[f"{m.name}_at_{k}"].append(
-                            m.fn(items, self.item_popularity, self._n_pop_users, k)  # type: ignore[arg-type]
-                        )
-            if need_auc:
-                per_user["auc"].append(self._auc(scores, users))
-            if need_counts:
-                for k in self.cutoffs:
-                    top = items[:, :k]
-                    counts[k] += np.bincount(top[top >= 0], minlength=self.n_items)
-            if recommendations:
-                recs.append(self._rec_frame(users, items, vals))
-            del scores
+        for p in parts:
+            for k, c in p.counts.items():
+                counts[k] += c
+        recs = [p.recs for p in parts if p.recs is not None]
 
         table = pd.DataFrame(
             {
@@ -393,6 +405,56 @@ class Evaluator:
         )
 
     # ------------------------------------------------------------------ steps
+    @property
+    def _fused(self) -> bool:
+        return USE_FUSED and self.protocol == "full"
+
+    def _measure(
+        self, model_name: str, scores: np.ndarray, users: np.ndarray, recommendations: bool
+    ) -> _BatchMeasures:
+        """Mask, rank and measure the score rows of ``users`` (one batch or a row chunk of one)."""
+        kk = min(self.max_k + 1, self.n_items)
+        fused = self._fused
+        if fused:
+            # The kernel reads the users' rows of the exclusion matrix in place (no batch copy).
+            ex = self._exclude if self._exclude is not None else sp.csr_matrix((1, self.n_items))
+            rows = users if self._exclude is not None else np.zeros(len(users), np.int64)
+            top_vals, top_idx, bad = fused_topk(scores, ex.indptr, ex.indices, kk, ex_rows=rows, threads=1)
+            if bad.any():  # those rows are left as the model returned them
+                check_scores(model_name, users[bad], scores[bad], self.n_items)
+        else:
+            scores = self._mask(scores, users)
+            top_vals, top_idx = topk_desc(scores, kk)
+        # (row, item) keys of the relevant items: for the numpy hit lookup and the tie rules that
+        # look at relevance; the fused path's hit lookup reads the relevant matrix in place.
+        need_keys = not fused or self.tie_rule in ("optimistic", "pessimistic")
+        rel_keys = _row_keys(self._relevant[users], self.n_items) if need_keys else np.zeros(0, np.int64)
+        items, vals = self._rank(scores, users, rel_keys, top_vals, top_idx)
+        if fused:
+            hits = member_rows(self._relevant, items, rows=users)
+        else:
+            hits = _member(rel_keys, self.n_items, np.arange(len(users))[:, None], items)
+        n_rel = self._n_relevant[users]
+        per_user: dict[str, np.ndarray] = {}
+        accuracy = [m.name for m in self.metrics if m.kind == "accuracy"]
+        if accuracy:  # all metrics at all cutoffs from shared cumulative sums
+            per_user.update(M.accuracy_at_cutoffs(accuracy, hits, n_rel, self.cutoffs))
+        for m in self.metrics:
+            if m.kind == "list":
+                for k in self.cutoffs:
+                    col = m.fn(items, self.item_popularity, self._n_pop_users, k)
+                    per_user[f"{m.name}_at_{k}"] = np.asarray(col, dtype=np.float64)
+            elif m.kind == "auc":
+                per_user["auc"] = self._auc(scores, users)
+        counts: dict[int, np.ndarray] = {}
+        if any(m.kind == "catalog" for m in self.metrics):
+            for k in self.cutoffs:
+                top = items[:, :k]
+                counts[k] = np.bincount(top[top >= 0], minlength=self.n_items)
+        return _BatchMeasures(
+            per_user, counts, self._rec_frame(users, items, vals) if recommendations else None
+        )
+
     def _columns(self, m: M.Metric) -> list[str]:
         return [f"{m.name}_at_{k}" for k in self.cutoffs] if m.at_k else [m.name]
 

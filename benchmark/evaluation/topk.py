@@ -305,7 +305,7 @@ if numba is not None:
 
 if numba is not None:
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, nogil=True)  # the evaluator runs row chunks in threads
     def _member_rows(start, end, indices, items, out, seen):  # pragma: no cover - compiled
         # Mark the row's items in a scratch array, look the top-k items up, unmark: O(k + |row|).
         b, k = items.shape

@@ -491,3 +491,33 @@ def test_result_metric_keys_per_user_table_and_parquet_artifacts(tmp_path):
         "planted/train",
     )
     assert "min(k,|R_u|)" in s["metric_definitions"]["ndcg"]
+
+
+@pytest.mark.parametrize("tie_rule", ["random", "optimistic"])
+@pytest.mark.parametrize("protocol", ["full", "sampled"])
+def test_thread_count_does_not_change_any_result(monkeypatch, tie_rule, protocol):
+    # Rows of a batch are ranked and measured in row chunks on `threads` threads; every value is per
+    # row (or an integer count), so 1, 2 and 3 threads give identical tables. Chunks of one row
+    # upwards here, so chunk edges fall everywhere (the default is >= 64 rows per chunk).
+    monkeypatch.setattr(evaluator, "_MIN_CHUNK_ROWS", 1)
+    train = random_matrix(40, 30, 0.15, seed=1)
+    test = random_matrix(40, 30, 0.1, seed=2)
+    scores = np.random.default_rng(3).integers(0, 4, (40, 30)).astype(np.float32)  # many ties
+    sampled = {"n_negatives": 8} if protocol == "sampled" else {}
+    names = list(METRICS)
+    frames = [
+        Evaluator(
+            test, train, [1, 5, 10], names, batch_size=17, seed=7, tie_rule=tie_rule, threads=t, **sampled
+        ).evaluate(Fixed(scores), recommendations=True)
+        for t in (1, 2, 3)
+    ]
+    for f in frames[1:]:
+        pd.testing.assert_frame_equal(f.per_user, frames[0].per_user)
+        pd.testing.assert_frame_equal(f.recommendations, frames[0].recommendations)
+        assert repr(f.summary) == repr(frames[0].summary)  # repr: NaN equals NaN
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True])
+def test_threads_must_be_a_positive_integer(threads):
+    with pytest.raises(ConfigError, match="threads"):
+        Evaluator(random_matrix(5, 6, 0.3, seed=0), threads=threads)
