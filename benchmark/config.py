@@ -13,6 +13,7 @@ their contents belong to the data and split registries, which validate them.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +167,31 @@ class Config:
     #: BLAS / OpenMP / torch threads of each process of a cell; None: the cell's CPUs divided
     #: by ``tuner.workers`` (see :mod:`benchmark.threads`).
     threads: int | None = None
+    #: Hyperparameters a protocol fixes, by model-name pattern (:func:`fnmatch.fnmatch`, e.g.
+    #: ``"userknn*"``): the reference behaviour an experiment reproduces (Dacrema et al.'s
+    #: reverse UserKNN neighbourhood, say). Applied under ``model.params`` (so
+    #: ``model.params.x=...`` on the command line still wins, for ablations) and never over a
+    #: searched hyperparameter; the report's protocol card lists them. See :func:`pin_params`.
+    pinned_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def pinned_for_model(self) -> dict[str, Any]:
+        """The pins of :attr:`pinned_params` whose pattern matches ``model.name``, not searched."""
+        out: dict[str, Any] = {}
+        for pattern, values in self.pinned_params.items():
+            if fnmatch.fnmatchcase(self.model.name, pattern):
+                out.update({k: v for k, v in values.items() if k not in self.model.search_space})
+        return out
+
+
+def pin_params(cfg: Config) -> Config:
+    """Put the protocol's pins for ``cfg.model`` under its ``params`` (in place; returns ``cfg``)."""
+    cfg.model.params = {**cfg.pinned_for_model(), **cfg.model.params}
+    return cfg
+
+
+def pins_in_effect(cfg: Config) -> dict[str, Any]:
+    """The pins a cell runs with: those not overridden by ``model.params`` (for the report)."""
+    return {k: v for k, v in cfg.pinned_for_model().items() if cfg.model.params.get(k) == v}
 
 
 def register_configs() -> None:

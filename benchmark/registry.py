@@ -69,6 +69,11 @@ class ModelSpec:
             not tuned and for the parameters not searched.
         search_space: the explicit distributions the tuner samples.
         description: free text for people.
+        variant_of: for a named variant (same class, some hyperparameters fixed in ``params``,
+            its own search, its own report row: ``itemknn_cosine`` is ``itemknn`` with the cosine
+            only), the model it is a variant of. Experiments that derive their model list from the
+            registry (``${reprorec_models:...}``) run the base model only; the ``dacrema/*``
+            experiments list the variants, as the reference reports them.
     """
 
     name: str = MISSING
@@ -77,6 +82,7 @@ class ModelSpec:
     params: dict[str, Any] = field(default_factory=dict)
     search_space: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
+    variant_of: str | None = None
 
     @property
     def path(self) -> str:
@@ -141,6 +147,7 @@ def _read_spec(path: Path) -> ModelSpec:
         params=dict(raw.get("params") or {}),
         search_space={str(k): dict(v) for k, v in space.items()},
         description=raw.get("description"),
+        variant_of=None if raw.get("variant_of") is None else str(raw["variant_of"]),
     )
 
 
@@ -150,6 +157,13 @@ def _specs(folder: str) -> dict[str, ModelSpec]:
     for path in sorted(Path(folder).glob("*.yaml")):
         spec = _read_spec(path)
         specs[spec.name] = spec
+    for spec in specs.values():
+        base = specs.get(spec.variant_of) if spec.variant_of is not None else spec
+        if base is None or base.cls != spec.cls or base.variant_of is not None:
+            raise ConfigError(
+                f"{spec.path}: variant_of {spec.variant_of!r} must name a registered model with the "
+                f"same cls {spec.cls!r} that is not itself a variant"
+            )
     return specs
 
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import Config, register_configs
+from benchmark.config import Config, pin_params, register_configs
 from benchmark.errors import ConfigError
 from benchmark.faults import fault_point
 from benchmark.fingerprint import sha256_json
@@ -105,6 +105,7 @@ def registered_models(selection: str) -> str:
 
     ``baselines`` is every family but ``neural``, ``neural`` the neural models, ``all`` both. An
     experiment sweeping over this list runs a model added as one module + one YAML without edits.
+    Named variants (``variant_of``, e.g. ``itemknn_cosine``) are left out: their base model runs.
     """
     from benchmark.registry import FAMILIES, model_specs
 
@@ -117,7 +118,11 @@ def registered_models(selection: str) -> str:
         raise ConfigError(f"${{reprorec_models:{selection}}}: choose one of {sorted(choices)}")
     specs = model_specs()
     order = {f: i for i, f in enumerate(FAMILIES)}
-    names = sorted((order[s.family], s.name) for s in specs.values() if s.family in choices[selection])
+    names = sorted(
+        (order[s.family], s.name)
+        for s in specs.values()
+        if s.family in choices[selection] and s.variant_of is None
+    )
     return ",".join(name for _, name in names)
 
 
@@ -141,7 +146,7 @@ def to_config(cfg: Any) -> Config:
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, Config):  # composed without the schema (should not happen)
         raise TypeError(f"expected a Config, got {type(obj).__name__}")
-    return obj
+    return pin_params(obj)
 
 
 def _check_keys(node: Any, schema: type, path: str) -> None:

@@ -103,3 +103,45 @@ def attach_reference(table: Leaderboard, reference: list[dict[str, Any]]) -> Non
                 "source": ref["source"],
             }
         )
+
+
+#: |ours - published| at or below this counts as reproduced (4-decimal tables, bootstrap noise aside).
+REPRODUCED_WITHIN = 0.002
+
+
+def reproduction_summary(
+    references: list[dict[str, Any]], within: float = REPRODUCED_WITHIN
+) -> dict[str, Any]:
+    """How the published values compare with ours: counts within ``within``, above and below it.
+
+    ``above`` / ``below`` hold the count and the largest difference beyond the tolerance; values
+    reprorec did not compute (no such run or column) count as ``missing``.
+    """
+    diffs = [x["difference"] for x in references]
+    known = [d for d in diffs if not math.isnan(d)]
+    above = [d for d in known if d > within]
+    below = [d for d in known if d < -within]
+    return {
+        "n": len(diffs),
+        "within": within,
+        "n_within": len(known) - len(above) - len(below),
+        "n_above": len(above),
+        "max_above": max(above) if above else None,
+        "n_below": len(below),
+        "max_below": min(below) if below else None,
+        "n_missing": len(diffs) - len(known),
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """``Reproduction: 40 of 57 published values within 0.002; 9 above (up to +0.0210); ...``."""
+    parts = [
+        f"Reproduction: {summary['n_within']} of {summary['n']} published values within {summary['within']:g}"
+    ]
+    if summary["n_above"]:
+        parts.append(f"{summary['n_above']} above (ours higher by up to {summary['max_above']:+.4f})")
+    if summary["n_below"]:
+        parts.append(f"{summary['n_below']} below (ours lower by up to {summary['max_below']:+.4f})")
+    if summary["n_missing"]:
+        parts.append(f"{summary['n_missing']} not computed here")
+    return "; ".join(parts) + "."

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from benchmark.reporting.reference import summary_line
 from benchmark.reporting.tables import ALPHA, MARK_BETTER, MARK_WORSE
 
 DIGITS = 4
@@ -112,6 +113,11 @@ def _card_items(card: dict[str, Any]) -> list[tuple[str, str]]:
         ("Random start-up trials", card["tuning_random_trials"]),
         ("Sampler", card["tuning_sampler"]),
         *([("Pruner (pruned trials count)", card["tuning_pruner"])] if card.get("tuning_pruner") else []),
+        *(
+            [("Reference behaviour pinned (per model)", card["pinned_params"])]
+            if card.get("pinned_params")
+            else []
+        ),
         ("Seeds", card["seeds"]),
         ("Users skipped (per run)", card["users_skipped"]),
         ("Split fingerprint(s)", card["fingerprints"]["split"]),
@@ -171,6 +177,15 @@ PROV_HEADER = [
 
 
 REF_HEADER = ["Model", "Metric", "Ours", "Published", "Difference", "Source"]
+
+
+def _reproduction_text(table: dict[str, Any]) -> str:
+    """The one-line reproduction summary, then the same on the main metric."""
+    text = summary_line(table["reproduction"])
+    main = table.get("reproduction_main")
+    if main:
+        text += f" On {table['main_label']}: " + summary_line(main).removeprefix("Reproduction: ")
+    return text
 
 
 def _ref_rows(table: dict[str, Any]) -> list[list[str]]:
@@ -265,7 +280,7 @@ def markdown(doc: dict[str, Any]) -> str:
             ]
             lines += [*_md_table(["Model", "p", "p (Holm)", "Mark"], sig), ""]
         if t["references"]:
-            lines += ["### Published vs reproduced", ""]
+            lines += ["### Published vs reproduced", "", _reproduction_text(t), ""]
             lines += [*_md_table(REF_HEADER, _ref_rows(t)), ""]
         lines += ["### Tuning parity and cost", "", *_md_table(COST_HEADER, _cost_rows(t)), ""]
         lines += ["### Protocol card", ""] + [f"- **{k}**: {v}" for k, v in _card_items(t["card"])] + [""]
@@ -531,6 +546,7 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
             )
         if t["references"]:
             out.append("<h3>Published vs reproduced</h3>")
+            out.append(f"<p>{_h(_reproduction_text(t))}</p>")
             out.append(
                 _html_table(
                     ["Model", "Metric", "Ours", "Published", "Difference", "Source"],

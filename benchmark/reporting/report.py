@@ -43,7 +43,7 @@ from benchmark.portable import (
 )
 from benchmark.reporting import plots, render
 from benchmark.reporting.collect import Collection, ReportInputError, collect_runs
-from benchmark.reporting.reference import attach_reference, read_reference
+from benchmark.reporting.reference import attach_reference, read_reference, reproduction_summary
 from benchmark.reporting.stats import CONFIDENCE
 from benchmark.reporting.tables import (
     DEFAULT_CUTOFFS,
@@ -172,6 +172,7 @@ def _table_doc(t: Leaderboard) -> dict[str, Any]:
         {**x, "label": x["metric"] + (f"@{x['cutoff']}" if x["cutoff"] is not None else "")}
         for x in t.references
     ]
+    main_refs = [x for x in refs if f"{x['metric']}_at_{x['cutoff']}" == t.main_key]
     return {
         "title": t.title,
         "slug": t.slug,
@@ -192,6 +193,8 @@ def _table_doc(t: Leaderboard) -> dict[str, Any]:
         "card": t.card,
         "metric_definitions": {k: v for k, v in defs.items() if v},
         "references": refs,
+        "reproduction": reproduction_summary(refs) if refs else None,
+        "reproduction_main": reproduction_summary(main_refs) if main_refs else None,
     }
 
 

@@ -300,6 +300,9 @@ def _card(runs: Sequence[CellRun]) -> dict[str, Any]:
         "tuning_sampler": sorted({r.params.get(S.PARAM_SAMPLER, "") for r in runs} - {""}),
         "tuning_pruner": sorted({r.params.get(S.PARAM_PRUNER, "") for r in runs} - {"", "none"}),
         "seeds": sorted({r.seed for r in runs}),
+        "pinned_params": {
+            r.model: _maybe_json(r.params[S.PARAM_PINNED]) for r in runs if r.params.get(S.PARAM_PINNED)
+        },
         "users_skipped": {
             f"{r.model} seed {r.seed}": r.metrics[S.N_USERS_SKIPPED]
             for r in runs

@@ -78,6 +78,7 @@ PARAM_EARLY_STOPPING = "tuning.early_stopping"  # JSON {every, patience}
 PARAM_THREADS = "resources.threads"  # BLAS/OpenMP/torch threads per process (benchmark.threads)
 PARAM_CPUS = "resources.cpus"  # CPUs of the cell (its processes share them)
 PARAM_PRUNER = "tuning.pruner"  # none | median | successive_halving | hyperband
+PARAM_PINNED = "protocol.pinned_params"  # JSON: the hyperparameters the protocol fixed for this model
 PARAM_BEST_EPOCH = "tuning.best_epoch"  # epochs of the final refit (iterative models)
 
 # ---------------------------------------------------------------- metrics (cell)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from benchmark.config import Config
+from benchmark.config import Config, pins_in_effect
 from benchmark.fingerprint import sha256_json
 from benchmark.portable import portable_text
 from benchmark.redaction import redact_text
@@ -272,6 +272,9 @@ def _cell_params(p: PreparedCell) -> dict[str, Any]:
         S.PARAM_THREADS: thread_share(cfg.threads, cfg.tuner.workers),
         S.PARAM_CPUS: cell_cpus(),
     }
+    pinned = pins_in_effect(cfg)
+    if pinned:
+        params[S.PARAM_PINNED] = pinned
     if tu.name != "none":
         params.update(
             {

@@ -71,6 +71,24 @@ def test_slim_top_k_keeps_the_largest_weights_of_each_column() -> None:
         np.testing.assert_array_equal(top2[kept, j], full[kept, j])
 
 
+def test_slim_dacrema_rule_keeps_min_nnz_minus_one_and_top_k() -> None:
+    full = SLIM(top_k=25).fit(TRAIN).weights_.toarray()
+    nnz = np.count_nonzero(full, axis=0)
+    k = int(np.median(nnz[nnz > 0]))  # some items have fewer than k weights, some more
+    ref = SLIM(top_k=k, top_k_rule="dacrema").fit(TRAIN).weights_.toarray()
+    plain = SLIM(top_k=k).fit(TRAIN).weights_.toarray()
+    assert (nnz <= k).any() and (nnz > k).any()
+    for j in range(25):
+        expected = max(min(nnz[j] - 1, k), 0)
+        kept = np.flatnonzero(ref[:, j])
+        assert len(kept) == expected, (j, nnz[j], k)
+        assert set(kept) == set(np.argsort(-full[:, j], kind="stable")[:expected])
+        if nnz[j] > k:  # the two rules agree where an item has more than top_k weights
+            np.testing.assert_array_equal(ref[:, j], plain[:, j])
+        else:  # ... and the reference drops the smallest weight where it has at most top_k
+            assert len(np.flatnonzero(plain[:, j])) == nnz[j]
+
+
 def test_slim_parallel_fit_equals_serial_fit() -> None:
     serial = SLIM(top_k=5, n_jobs=1).fit(TRAIN).weights_
     parallel = SLIM(top_k=5, n_jobs=2).fit(TRAIN).weights_

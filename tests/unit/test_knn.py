@@ -338,6 +338,64 @@ def test_userknn_with_all_neighbours_equals_dense_user_similarity_times_interact
     np.testing.assert_allclose(model.score(np.arange(25)), expected, rtol=1e-5, atol=1e-6)
 
 
+# Users (rows) x 6 items, built so that pruned neighbourhoods are not symmetric (cosine, shrink 0):
+#   u0 = {i0, i1}; u1 = {i0..i3}; u2 = {i0..i4}; u3 = {i0, i5}.
+#   top-1 of u0 is u1 (2/sqrt(8) = 0.71 > u2 0.63 > u3 0.5); top-1 of u1 is u2 (4/sqrt(20) = 0.89);
+#   top-1 of u2 is u1; top-1 of u3 is u0 (1/2 > u1 0.35 > u2 0.32).
+# So u0's own neighbour u1 recommends i2/i3, while the only user that counts u0 as *its* neighbour
+# is u3, who recommends i5.
+X_ASYM = np.array(
+    [
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 0],
+        [1, 0, 0, 0, 0, 1],
+    ],
+    dtype=np.float32,
+)
+
+
+def test_userknn_neighbourhood_directions_recommend_different_planted_items() -> None:
+    train = im(X_ASYM)
+    unseen = np.array([2, 3, 4, 5])
+    own = UserKNN(top_k=1, shrink=0).fit(train).score(np.array([0]))[0]
+    reverse = UserKNN(top_k=1, shrink=0, neighbourhood="reverse_knn").fit(train).score(np.array([0]))[0]
+    s01, s30 = 2 / math.sqrt(8), 1 / 2
+    np.testing.assert_allclose(own, s01 * X_ASYM[1], rtol=1e-6)  # u1 votes with sim(u0, u1)
+    np.testing.assert_allclose(reverse, s30 * X_ASYM[3], rtol=1e-6)  # u3 votes with sim(u3, u0)
+    assert unseen[np.argmax(own[unseen])] in (2, 3) and own[5] == 0
+    assert unseen[np.argmax(reverse[unseen])] == 5 and reverse[2] == 0
+
+
+def test_reverse_knn_is_the_transpose_of_the_pruned_similarity() -> None:
+    train = random_matrix(30, 25, 0.2, seed=5)
+    for cls in (ItemKNN, UserKNN):
+        own = cls(top_k=3, shrink=2).fit(train)
+        reverse = cls(top_k=3, shrink=2, neighbourhood="reverse_knn").fit(train)
+        np.testing.assert_array_equal(reverse.similarity_.toarray(), own.similarity_.toarray().T)
+        assert not np.array_equal(reverse.score(np.arange(30)), own.score(np.arange(30)))
+        # Without pruning the (symmetric) cosine gives the same scores both ways.
+        full = cls(top_k=100, shrink=2).fit(train).score(np.arange(30))
+        full_rev = cls(top_k=100, shrink=2, neighbourhood="reverse_knn").fit(train).score(np.arange(30))
+        np.testing.assert_allclose(full_rev, full, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [ItemKNN, UserKNN])
+@pytest.mark.parametrize("weighting", ["TF-IDF", "BM25"])
+def test_weighted_scoring_false_weights_the_similarity_only(cls: type, weighting: str) -> None:
+    train = random_matrix(30, 25, 0.2, seed=6)
+    x, users = dense(train), np.arange(30)
+    weighted = cls(top_k=5, feature_weighting=weighting).fit(train)
+    binary = cls(top_k=5, feature_weighting=weighting, weighted_scoring=False).fit(train)
+    np.testing.assert_array_equal(binary.similarity_.toarray(), weighted.similarity_.toarray())
+    w = weight_features(train.matrix, weighting).toarray()
+    s = weighted.similarity_.toarray()
+    expected_w, expected_b = (w @ s, x @ s) if cls is ItemKNN else (s @ w, s @ x)
+    np.testing.assert_allclose(weighted.score(users), expected_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(binary.score(users), expected_b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected_w, expected_b)
+
+
 # ----------------------------------------------------------------------------- behaviour
 @pytest.mark.parametrize("cls", [ItemKNN, UserKNN])
 @pytest.mark.parametrize("similarity", ["cosine", "asymmetric", "jaccard", "dice", "tversky"])

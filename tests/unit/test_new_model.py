@@ -102,7 +102,7 @@ def test_the_default_experiment_sweeps_the_new_model(toy: Path) -> None:
         cfg.hydra.overrides.task = ["experiment=default"]
         cells = list(_cell_configs(cfg))  # what the sweep checks and Hydra's basic sweeper launches
     swept = sorted(c.model.name for c in cells)
-    baselines = sorted(n for n, s in model_specs().items() if s.family != "neural")
+    baselines = sorted(n for n, s in model_specs().items() if s.family != "neural" and s.variant_of is None)
     assert "toyco" in swept
     assert swept == baselines
     assert {c.dataset.name for c in cells} == {"ml-100k"}
@@ -182,3 +182,21 @@ def test_a_yaml_restating_a_class_default_fails_the_contract_suite(toy: Path) ->
     )
     assert proc.returncode == 1 and "1 failed" in proc.stdout, proc.stdout[-2000:]
     assert "restates class defaults {'shrink': 1.0}" in proc.stdout
+
+
+def test_a_named_variant_must_share_its_base_class_and_is_left_out_of_registry_sweeps(toy: Path) -> None:
+    from benchmark.cli.sweep import registered_models
+    from benchmark.registry import _specs, model_specs
+
+    variant = (
+        TOY_YAML.replace("name: toyco", "name: toyco_big") + "variant_of: toyco\nparams: {shrink: 5.0}\n"
+    )
+    (toy / "conf" / "model" / "toyco_big.yaml").write_text(variant)
+    assert model_specs()["toyco_big"].variant_of == "toyco"
+    assert "toyco," in registered_models("baselines") + "," and "toyco_big" not in registered_models("all")
+    (toy / "conf" / "model" / "toyco_big.yaml").write_text(
+        variant.replace("variant_of: toyco", "variant_of: ease")
+    )
+    _specs.cache_clear()
+    with pytest.raises(ConfigError, match=r"toyco_big\.yaml: variant_of 'ease' must name a registered model"):
+        model_specs()

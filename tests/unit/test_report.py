@@ -299,6 +299,20 @@ def test_reference_values_are_shown_with_the_difference(planted_store, planted_r
     assert line["ours"] == pytest.approx(pu["ease"]["ndcg_at_10"].mean())
     assert line["difference"] == pytest.approx(pu["ease"]["ndcg_at_10"].mean() - 0.4)
     assert "Published vs reproduced" in (tmp_path / "r" / "README.md").read_text()
+    assert doc["tables"][0]["reproduction"]["n"] == 1
+
+
+def test_reproduction_summary_counts_within_above_below_and_missing():
+    from benchmark.reporting.reference import reproduction_summary, summary_line
+
+    diffs = [0.0, 0.002, -0.0019, 0.0101, 0.003, -0.02, float("nan")]
+    s = reproduction_summary([{"difference": d} for d in diffs])
+    assert (s["n"], s["n_within"], s["n_above"], s["n_below"], s["n_missing"]) == (7, 3, 2, 1, 1)
+    assert (s["max_above"], s["max_below"]) == (0.0101, -0.02)
+    assert summary_line(s) == (
+        "Reproduction: 3 of 7 published values within 0.002; 2 above (ours higher by up to +0.0101); "
+        "1 below (ours lower by up to -0.0200); 1 not computed here."
+    )
 
 
 def test_bad_reference_file_names_line_and_field(tmp_path):

@@ -127,3 +127,35 @@ def test_tracking_uri_defaults_to_mlflow_db_in_the_working_directory_made_absolu
     assert resolve_tracking_uri(None) == "sqlite:////srv/mlflow.db"
     assert default_study_storage("sqlite:////srv/mlflow.db") == "sqlite:////srv/optuna.db"
     assert default_study_storage("http://127.0.0.1:5000") == f"sqlite:///{tmp_path / 'optuna.db'}"
+
+
+def test_protocol_pins_apply_by_name_pattern_under_the_command_line_and_never_over_a_search() -> None:
+    dacrema = "experiment=dacrema/mcrec_ml100k"
+    cfg = compose(REPO / "conf", dacrema, "model=userknn_dice")
+    assert cfg.model.params == {
+        "similarity": "dice",
+        "neighbourhood": "reverse_knn",
+        "weighted_scoring": False,
+    }
+    model = cfg.model.build()
+    assert (model.neighbourhood, model.weighted_scoring) == ("reverse_knn", False)  # type: ignore[attr-defined]
+    assert compose(REPO / "conf", dacrema, "model=slim").model.params["top_k_rule"] == "dacrema"
+    # an ablation on the command line wins over the protocol's pin
+    ablation = compose(REPO / "conf", dacrema, "model=userknn_dice", "+model.params.neighbourhood=knn")
+    assert ablation.model.params["neighbourhood"] == "knn"
+    from benchmark.config import pins_in_effect
+
+    assert pins_in_effect(ablation) == {"weighted_scoring": False}
+    # a searched hyperparameter is never pinned, and models the patterns do not match are untouched
+    searched = compose(
+        REPO / "conf", dacrema, "model=userknn_dice", "+pinned_params.userknn_dice={shrink: 3}"
+    )
+    assert "shrink" not in searched.model.params and "shrink" in searched.model.search_space
+    assert compose(REPO / "conf", dacrema, "model=ease").model.params == {}
+    # outside the Dacrema protocols the textbook defaults hold
+    assert compose(REPO / "conf", "model=userknn_dice").model.params == {"similarity": "dice"}
+    # the cell key sees the pin: a pinned cell is not the unpinned one
+    from benchmark.registry import get_model_spec
+
+    assert get_model_spec("userknn_dice").effective_params()["neighbourhood"] == "knn"
+    assert cfg.model.effective_params()["neighbourhood"] == "reverse_knn"
