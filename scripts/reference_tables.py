@@ -81,7 +81,7 @@ MODELS: dict[str, str] = {
     "RP3beta": "rp3beta",
     "EASE_R": "ease",
     "SLIM ElasticNet": "slim",
-    "MF BPR": "bpr",
+    "MF BPR": "mf_bpr",
     "PureSVD": "puresvd",
     "iALS": "ials",
     "NeuMF": "neumf",

@@ -136,6 +136,7 @@ def test_experiment_pins_dacrema_budget_published_split_and_whole_zoo(name: str)
     assert cfg.pinned_params["userknn*"] == {"neighbourhood": "reverse_knn", "weighted_scoring": False}
     assert cfg.pinned_params["itemknn*"] == {"weighted_scoring": False}
     assert cfg.pinned_params["slim"] == {"top_k_rule": "dacrema"}
+    assert cfg.pinned_params["ials"] == {"epochs": 300, "use_cg": False}
     assert cfg.split.splitter == "published" and cfg.split.published
     assert cfg.split.validation_splitter is not None  # tuning needs a validation carve-out
     assert (cfg.tuner.name, cfg.tuner.n_trials, cfg.tuner.n_startup_trials) == ("optuna", 50, 15)
