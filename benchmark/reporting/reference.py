@@ -133,11 +133,10 @@ def reproduction_summary(
     }
 
 
-def summary_line(summary: dict[str, Any]) -> str:
+def summary_line(summary: dict[str, Any], label: str = "Reproduction") -> str:
     """``Reproduction: 40 of 57 published values within 0.002; 9 above (up to +0.0210); ...``."""
-    parts = [
-        f"Reproduction: {summary['n_within']} of {summary['n']} published values within {summary['within']:g}"
-    ]
+    n, within = summary["n"], summary["within"]
+    parts = [f"{label}: {summary['n_within']} of {n} published values within {within:g}"]
     if summary["n_above"]:
         parts.append(f"{summary['n_above']} above (ours higher by up to {summary['max_above']:+.4f})")
     if summary["n_below"]:

@@ -184,7 +184,7 @@ def _reproduction_text(table: dict[str, Any]) -> str:
     text = summary_line(table["reproduction"])
     main = table.get("reproduction_main")
     if main:
-        text += f" On {table['main_label']}: " + summary_line(main).removeprefix("Reproduction: ")
+        text += " " + summary_line(main, label=f"On {table['main_label']}")
     return text
 
 
