@@ -72,6 +72,14 @@ class TunerConfig:
             ``workers - 1`` helpers it starts, see :mod:`benchmark.tuning.worker`); they split the
             budget without exceeding it. Above 1 the storage must be shared by them (a sqlite file
             on one machine, or a server: ``tuner.storage=services`` / ``postgresql+psycopg2://...``).
+        pack_size: trials asked at once (1: one after another, Dacrema et al.'s protocol). Above 1,
+            the next ``pack_size`` trials are sampled together (TPE with ``constant_liar``) and
+            told when all are done, for every model of the sweep alike; a ``packable`` model
+            (the NCF family) trains them as one batched model (:mod:`neural.pack`), the others
+            in turn. Stated in the protocol card.
+        pack_memory_gb: the most one batched pack may use; a larger pack is trained as several
+            smaller ones (None: 80% of the device's available memory). The results do not depend on
+            it: a member ends as its solo run in any pack.
     """
 
     name: str = "optuna"
@@ -86,6 +94,8 @@ class TunerConfig:
     storage: str | None = None
     timeout_s: float | None = None
     workers: int = 1
+    pack_size: int = 1
+    pack_memory_gb: float | None = None
 
 
 @dataclass

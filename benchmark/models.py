@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
@@ -183,6 +184,26 @@ class EpochCallback(Protocol):
     def __call__(self, model: IterativeRecommender, epoch: int) -> bool: ...
 
 
+@dataclass
+class PackMember:
+    """One model of a trial pack (see :meth:`IterativeRecommender.fit_pack`).
+
+    Attributes:
+        model: the unfitted model with the trial's hyperparameters.
+        callback: its ``epoch_callback`` (early stopping, pruning), called exactly as by ``fit``.
+        error: set by ``fit_pack`` when this member failed (the others go on).
+        seconds: this member's share of the pack's time (its own validations in full, every
+            shared training step divided among the members it trained), set by ``fit_pack``.
+        packed: whether it was trained as part of a batched model (False: on its own).
+    """
+
+    model: IterativeRecommender
+    callback: EpochCallback | None = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+    packed: bool = False
+
+
 class IterativeRecommender(Recommender):
     """A model trained in epochs, which the tuner can early-stop.
 
@@ -191,10 +212,39 @@ class IterativeRecommender(Recommender):
     ``set_state`` (a deep copy of the fitted state). ``fit`` runs ``epochs`` epochs and calls
     ``epoch_callback(model, epoch)`` after each; the callback may stop training early, and may
     restore a better earlier state with ``set_state`` before returning True.
+
+    ``fit_pack`` fits several configurations of one model (the trials of a pack, ``tuner.pack_size``).
+    The default fits them one after another; a class that can train them as one batched model
+    (``packable = True``) overrides it, and every member must end exactly as its own ``fit`` would
+    (within float tolerance: the contract suite checks it).
     """
 
     iterative = True
+    #: True when ``fit_pack`` trains members together (one batched model) rather than in turn.
+    packable: ClassVar[bool] = False
     epochs: int
+
+    @classmethod
+    def fit_pack(
+        cls, members: Sequence[PackMember], train: InteractionMatrix, *, memory_bytes: int | None = None
+    ) -> None:
+        """Fit every member's model on ``train`` with its callback; one failure fails one member.
+
+        ``memory_bytes`` caps what one batched model may use (a packable class trains a larger
+        pack as several smaller ones; None: a share of the device's available memory).
+
+        After it returns, each member's model is fitted (or its ``error`` is set) and its
+        ``seconds`` is its share of the time. Exceptions other than :class:`Exception` (a signal,
+        Ctrl-C) propagate and abandon the whole pack.
+        """
+        for member in members:
+            t0 = time.perf_counter()
+            try:
+                member.model.fit(train, epoch_callback=member.callback)
+            except Exception as exc:
+                member.error = exc
+            member.seconds = time.perf_counter() - t0
+            member.packed = False
 
     def fit(self, train: InteractionMatrix, *, epoch_callback: EpochCallback | None = None) -> Any:
         self.validate_params()

@@ -12,7 +12,8 @@ the remaining (small) layers run on ``[users x items, width]`` chunks.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,9 +22,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.errors import ConfigError
-from benchmark.models import ModelTags, Param
-from neural.base import COMMON_PARAMS, TorchRecommender, adam, minibatch_epoch, param_bytes, parse_layers
+from benchmark.errors import ConfigError, ModelError
+from benchmark.models import ModelTags, PackMember, Param
+from neural.base import (
+    COMMON_PARAMS,
+    MEMORY_FRACTION,
+    TorchRecommender,
+    adam,
+    memory_available,
+    minibatch_epoch,
+    param_bytes,
+    parse_layers,
+    resolve_device,
+)
+from neural.pack import PackedAdam, ShareClock, take
 
 #: Elements of the MLP's hidden activations materialised at once while scoring (1 MiB float32):
 #: small enough to stay in the CPU's cache between the layers (chunks of ~64 MiB made a full
@@ -199,6 +211,57 @@ class NeuMF(TorchRecommender):
         self.num_threads = num_threads
         self.random_state = random_state
 
+    packable: ClassVar[bool] = True
+
+    @classmethod
+    def fit_pack(
+        cls, members: Sequence[PackMember], train: InteractionMatrix, *, memory_bytes: int | None = None
+    ) -> None:
+        """Train the members as batched models (:mod:`neural.pack`), each exactly as its solo run.
+
+        Members with ``pretrain=True`` (NeuMF) run alone: their GMF and MLP pre-training and the
+        switch to SGD make a different program. The others are grouped by :meth:`pack_key`, and
+        each group of two or more is trained as one stacked model; within a group, negatives per
+        positive, learning rates, regularisation and epoch caps always may differ.
+        """
+        groups: dict[tuple[Any, ...], list[PackMember]] = {}
+        alone: list[PackMember] = []
+        for member in members:
+            model = member.model
+            assert isinstance(model, NeuMF)
+            try:
+                model.validate_params()
+                key = model.pack_key()
+            except Exception as exc:
+                member.error = exc
+                continue
+            if model.pretrain and model.use_gmf and model.use_mlp:
+                alone.append(member)
+            else:
+                groups.setdefault(key, []).append(member)
+        for group in groups.values():
+            for part in _fit_in_memory(group, train, memory_bytes):
+                if len(part) == 1:
+                    alone.extend(part)
+                else:
+                    _NCFPack(part, train).run()
+        super().fit_pack(alone, train)
+
+    def pack_key(self) -> tuple[Any, ...]:
+        """Which members may share a stacked model: equal keys are packed together.
+
+        The MLP depth is never padded. On CUDA, where a small step is launch-bound, everything
+        else is zero-padded to the group's largest (factors, layer widths, batch size): padding
+        costs little there. On CPU, padding costs what it computes: a 128-wide tower padded to
+        512, or a batch of 128 padded to 1024, made a pack of 8 sampled NeuMF trials 2.2x slower
+        than running them in turn (``scripts/bench_packs.py``), so CPU packs only members of equal
+        shapes (factors, layer widths, batch size).
+        """
+        layers = tuple(self._layers())
+        if resolve_device(self.device).type == "cuda":
+            return (len(layers), self.device)
+        return (layers, int(self.factors) if self.use_gmf else 0, int(self.batch_size), self.device)
+
     def _layers(self) -> list[int]:
         layers = parse_layers(self.layers) if self.use_mlp else []
         if self.use_mlp and not layers:
@@ -255,8 +318,9 @@ class NeuMF(TorchRecommender):
             net.out.weight.copy_(torch.cat([alpha * gmf.out.weight, (1 - alpha) * mlp.out.weight], dim=1))
             net.out.bias.copy_(alpha * gmf.out.bias + (1 - alpha) * mlp.out.bias)
 
-    def _run_epoch(self, net: _NCF, opt: torch.optim.Optimizer) -> float:
-        """One pass over all positives with freshly sampled negatives, in shuffled mini-batches."""
+    def _epoch_pairs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An epoch's (users, items, labels): every positive and ``n_negatives`` freshly sampled
+        unseen items per positive, shuffled (drawn from ``rng_``; a pack member draws the same)."""
         pos_u, pos_i = self._positive_pairs()
         neg_u = np.repeat(pos_u, int(self.n_negatives))
         neg_i = self._sample_negatives(neg_u)
@@ -264,7 +328,11 @@ class NeuMF(TorchRecommender):
         items = torch.from_numpy(np.concatenate([pos_i, neg_i])).to(self.device_)
         labels = torch.cat([torch.ones(len(pos_u)), torch.zeros(len(neg_u))]).to(self.device_)
         perm = torch.from_numpy(self.rng_.permutation(len(users))).to(self.device_)
-        users, items, labels = users[perm], items[perm], labels[perm]
+        return users[perm], items[perm], labels[perm]
+
+    def _run_epoch(self, net: _NCF, opt: torch.optim.Optimizer) -> float:
+        """One pass over all positives with freshly sampled negatives, in shuffled mini-batches."""
+        users, items, labels = self._epoch_pairs()
         reg = float(self.reg)
         bs = int(self.batch_size)
         net.train()
@@ -328,3 +396,308 @@ class MLP(NeuMF):
     )
 
     use_gmf: ClassVar[bool] = False
+
+
+def pack_bytes(models: Sequence[NeuMF], train: InteractionMatrix) -> int:
+    """Peak bytes of a stacked model of ``models``, padded to their largest shapes.
+
+    Parameters, gradients and Adam's two moments of the stack (4 copies), the members' epoch
+    buffers (user, item and label of every example, 12 bytes each) and one step's activations.
+    """
+    k, n = len(models), train.n_users + train.n_items
+    factors = max(int(m.factors) if m.use_gmf else 0 for m in models)
+    layers = [m._layers() for m in models]
+    widths = [max(col) for col in zip(*layers)] if models[0].use_mlp else []
+    dense = sum(a * b for a, b in itertools.pairwise(widths))
+    params = k * (n * (factors + (widths[0] // 2 if widths else 0)) + dense + factors + sum(widths) + 1)
+    batch = max(int(m.batch_size) for m in models)
+    examples = max(train.nnz * (1 + int(m.n_negatives)) for m in models) + batch
+    activations = k * batch * (2 * factors + widths[0] + sum(widths) if widths else 2 * factors + 8) * 4
+    return 4 * 4 * params + 12 * k * examples + 4 * activations
+
+
+def _fit_in_memory(
+    group: list[PackMember], train: InteractionMatrix, memory_bytes: int | None
+) -> list[list[PackMember]]:
+    """``group`` cut into packs that each fit ``memory_bytes`` (None: MEMORY_FRACTION of what the
+    device has available): the pack size is chosen by memory, never more than the tuner asked."""
+    if len(group) <= 1:
+        return [group]
+    models = [m.model for m in group]
+    assert all(isinstance(m, NeuMF) for m in models)
+    if memory_bytes is None:
+        memory_bytes = int(MEMORY_FRACTION * memory_available(resolve_device(models[0].device)))  # type: ignore[attr-defined]
+    if pack_bytes(models, train) <= memory_bytes:  # type: ignore[arg-type]
+        return [group]
+    half = len(group) // 2
+    return _fit_in_memory(group[:half], train, memory_bytes) + _fit_in_memory(
+        group[half:], train, memory_bytes
+    )
+
+
+#: The stacked embedding tables of a pack (their gradients are scattered by hand, see _forward).
+TABLES = ("gmf_user", "gmf_item", "mlp_user", "mlp_item")
+
+
+class _NCFPack:
+    """NCF members (GMF, MLP or NeuMF, one class, one MLP depth) trained as one stacked model.
+
+    The stacked parameters, for ``K`` members, padded to the pack's largest sizes:
+    ``gmf_user [K, n_users, F]``, ``gmf_item [K, n_items, F]``, ``mlp_user/mlp_item [K, n, H0 / 2]``,
+    the first MLP layer split into its user and item halves ``[K, H0 / 2, H1]`` (as in
+    :meth:`_NCF.forward`), the other layers ``[K, H_j, H_j+1]`` with biases ``[K, H_j+1]``, and the
+    output layer's GMF and MLP halves ``[K, F]``, ``[K, H_last]`` and bias ``[K]``.
+    """
+
+    def __init__(self, members: Sequence[PackMember], train: InteractionMatrix) -> None:
+        self.members: list[PackMember] = []
+        for member in members:
+            try:
+                member.model._init_fit(train)
+                member.model.epochs_run_ = 0
+            except Exception as exc:
+                member.error = exc
+                continue
+            member.packed = True
+            self.members.append(member)
+        self.models: list[NeuMF] = [m.model for m in self.members]  # type: ignore[misc]
+        if not self.models:
+            return
+        first = self.models[0]
+        self.device = first.device_
+        self.use_gmf, self.use_mlp = first.use_gmf, first.use_mlp
+        self.factors = [int(m.factors) if self.use_gmf else 0 for m in self.models]
+        self.layers = [m._layers() for m in self.models]
+        widths = [max(col) for col in zip(*self.layers)] if self.use_mlp else []
+        self.params: dict[str, torch.Tensor] = {}
+        k, nu, ni = len(self.models), first.n_users_, first.n_items_
+        dev = self.device
+
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(shape, device=dev)
+
+        if self.use_gmf:
+            f = max(self.factors)
+            self.params.update(gmf_user=zeros(k, nu, f), gmf_item=zeros(k, ni, f), out_gmf=zeros(k, f))
+        if self.use_mlp:
+            h = widths[0] // 2
+            self.params.update(mlp_user=zeros(k, nu, h), mlp_item=zeros(k, ni, h))
+            self.params.update(
+                w0_user=zeros(k, h, widths[1]), w0_item=zeros(k, h, widths[1]), b0=zeros(k, widths[1])
+            )
+            for j in range(1, len(widths) - 1):
+                self.params[f"w{j}"] = zeros(k, widths[j], widths[j + 1])
+                self.params[f"b{j}"] = zeros(k, widths[j + 1])
+            self.params["out_mlp"] = zeros(k, widths[-1])
+        self.params["out_bias"] = zeros(k)
+        #: the member number of each row of the stack (members leave, rows are compacted)
+        self._rows = list(range(k))
+        with torch.no_grad():
+            for i in range(k):
+                for solo, name, block, transposed in self._pairs(i):
+                    self.params[name][(slice(i, i + 1), *block)] = (solo.t() if transposed else solo)[None]
+        # embedding tables get their gradient outside autograd, into buffers kept across steps
+        # (see _forward); the dense layers through autograd
+        for name, p in self.params.items():
+            p.requires_grad_(name not in TABLES)
+        self.table_grads = {name: torch.zeros_like(p) for name, p in self.params.items() if name in TABLES}
+        self.optimizer = PackedAdam(list(self.params.values()), [float(m.learning_rate) for m in self.models])
+        self.reg = torch.tensor([float(m.reg) for m in self.models], device=dev)
+        self.clock = ShareClock(len(self.members))
+
+    # ----------------------------------------------------------------- member <-> stack
+    def _pairs(self, i: int) -> list[tuple[torch.Tensor, str, tuple[slice, ...], bool]]:
+        """(solo tensor, stacked name, the member's block in the stack, transposed?) of member ``i``."""
+        net = self.models[i].network_
+        assert isinstance(net, _NCF)
+        f, layers = self.factors[i], self.layers[i]
+        out = net.out.weight[0]
+        pairs: list[tuple[torch.Tensor, str, tuple[slice, ...], bool]] = [
+            (net.out.bias.view(()), "out_bias", (), False)
+        ]
+        if self.use_gmf:
+            pairs += [
+                (net.gmf_user.weight, "gmf_user", (slice(None), slice(0, f)), False),
+                (net.gmf_item.weight, "gmf_item", (slice(None), slice(0, f)), False),
+                (out[:f], "out_gmf", (slice(0, f),), False),
+            ]
+        if self.use_mlp:
+            h = layers[0] // 2
+            first = net._linear(0)
+            pairs += [
+                (net.mlp_user.weight, "mlp_user", (slice(None), slice(0, h)), False),
+                (net.mlp_item.weight, "mlp_item", (slice(None), slice(0, h)), False),
+                (first.weight[:, :h], "w0_user", (slice(0, h), slice(0, layers[1])), True),
+                (first.weight[:, h:], "w0_item", (slice(0, h), slice(0, layers[1])), True),
+                (first.bias, "b0", (slice(0, layers[1]),), False),
+                (out[f:], "out_mlp", (slice(0, layers[-1]),), False),
+            ]
+            for j in range(1, len(layers) - 1):
+                lin = net._linear(j)
+                pairs += [
+                    (lin.weight, f"w{j}", (slice(0, layers[j]), slice(0, layers[j + 1])), True),
+                    (lin.bias, f"b{j}", (slice(0, layers[j + 1]),), False),
+                ]
+        return pairs
+
+    @torch.no_grad()
+    def _store(self, i: int) -> None:
+        """Copy member ``i``'s block of the stack into its own network (for its callback)."""
+        row = self._rows.index(i)
+        for solo, name, block, transposed in self._pairs(i):
+            value = self.params[name][(slice(row, row + 1), *block)][0]
+            solo.copy_(value.t() if transposed else value)
+
+    # ----------------------------------------------------------------- training
+    def _forward(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[K, B]`` and the per-example squared norm of the embeddings used (for ``reg``).
+
+        Embedding rows are gathered as leaves of the graph: after ``backward`` their gradients are
+        scattered into the tables' gradient buffers by :meth:`_table_gradients`. Letting autograd
+        do it allocates a fresh dense ``[K, n, F]`` gradient per table and step, and on CPU the
+        page faults of touching that new memory cost more than the step's arithmetic.
+        """
+        p = self.params
+        self._gathered: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+
+        def rows(name: str, index: torch.Tensor) -> torch.Tensor:
+            out = take(p[name], index).requires_grad_(True)
+            self._gathered.append((name, index, out))
+            return out
+
+        logits = p["out_bias"][:, None].expand(users.shape)
+        norms = torch.zeros_like(logits)
+        if self.use_gmf:
+            eu, ei = rows("gmf_user", users), rows("gmf_item", items)
+            logits = logits + torch.bmm(eu * ei, p["out_gmf"][:, :, None])[:, :, 0]
+            norms = norms + eu.pow(2).sum(2) + ei.pow(2).sum(2)
+        if self.use_mlp:
+            eu, ei = rows("mlp_user", users), rows("mlp_item", items)
+            h = torch.baddbmm(p["b0"][:, None, :], eu, p["w0_user"])
+            h = torch.relu(torch.baddbmm(h, ei, p["w0_item"]))
+            for j in range(1, len(self.layers[0]) - 1):
+                h = torch.relu(torch.baddbmm(p[f"b{j}"][:, None, :], h, p[f"w{j}"]))
+            logits = logits + torch.bmm(h, p["out_mlp"][:, :, None])[:, :, 0]
+            norms = norms + eu.pow(2).sum(2) + ei.pow(2).sum(2)
+        return logits, norms
+
+    @torch.no_grad()
+    def _table_gradients(self) -> None:
+        """The tables' gradients from their gathered rows' (one scatter-add each, as autograd's)."""
+        for grad in self.table_grads.values():
+            grad.zero_()
+        for name, index, gathered in self._gathered:
+            grad, k = self.table_grads[name], index.shape[0]
+            n, f = grad.shape[1], grad.shape[2]
+            flat = (index + torch.arange(k, device=index.device)[:, None] * n).reshape(-1)
+            assert gathered.grad is not None
+            grad.view(k * n, f).index_add_(0, flat, gathered.grad.reshape(-1, f))
+        self._gathered = []
+
+    def run(self) -> None:
+        """Train until every member has stopped (its callback, its epoch cap or its error)."""
+        if not self.models:
+            return
+        n_members = len(self.members)
+        alive = list(range(n_members))  # member numbers, in stack order
+        batch = [int(m.batch_size) for m in self.models]
+        epoch, pos = [1] * n_members, [0] * n_members
+        length = [self.models[i].train_.nnz * (1 + int(self.models[i].n_negatives)) for i in alive]
+        self._length = length
+        loss_sum: list[torch.Tensor | float] = [0.0] * n_members
+        # every member's epoch of (user, item, label) in one row of a buffer, so that a step's
+        # batches are three gathers rather than three slices per member
+        width = max(length) + max(batch)
+        self.buffers = (
+            torch.zeros((n_members, width), dtype=torch.int32, device=self.device),
+            torch.zeros((n_members, width), dtype=torch.int32, device=self.device),
+            torch.zeros((n_members, width), dtype=torch.float32, device=self.device),
+        )
+        for i in alive:
+            self._next_epoch(i, i)
+        use_reg = bool((self.reg > 0).any())
+        while alive:
+            widest = max(batch[i] for i in alive)
+            sizes = [min(batch[i], length[i] - pos[i]) for i in alive]
+            offsets = torch.arange(widest, device=self.device)
+            index = torch.tensor([pos[i] for i in alive], device=self.device)[:, None] + offsets
+            users, items, labels = (b.gather(1, index) for b in self.buffers)
+            n = torch.tensor(sizes, dtype=torch.float32, device=self.device)
+            mask = (offsets[None, :] < n[:, None]).float()
+            logits, norms = self._forward(users.long(), items.long())
+            bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+            total = (bce * mask).sum(1) / n
+            if use_reg:
+                total = total + self.reg * (norms * mask).sum(1) / n
+            self.optimizer.zero_grad()
+            total.sum().backward()
+            self._table_gradients()
+            self.optimizer.step([self.table_grads.get(name, p.grad) for name, p in self.params.items()])
+            contrib = total.detach() * n
+            ended = []
+            for row, i in enumerate(alive):
+                loss_sum[i] = loss_sum[i] + contrib[row]
+                pos[i] += sizes[row]
+                if pos[i] >= length[i]:
+                    ended.append(row)
+            self.clock.shared(alive)
+            leaving = set()
+            for row in ended:
+                i = alive[row]
+                if self._end_epoch(i, epoch[i], loss_sum[i], length[i]):
+                    leaving.add(row)
+                else:  # its next epoch: fresh negatives and shuffle
+                    epoch[i] += 1
+                    pos[i], loss_sum[i] = 0, 0.0
+                    self._next_epoch(i, row)
+            if leaving:
+                keep = [row for row in range(len(alive)) if row not in leaving]
+                self._compact(keep)
+                alive = [alive[row] for row in keep]
+        for member, seconds in zip(self.members, self.clock.seconds):
+            member.seconds = seconds
+
+    def _next_epoch(self, i: int, row: int) -> None:
+        """Draw member ``i``'s next epoch (its own generator) into its buffer row."""
+        for buffer, values in zip(self.buffers, self.models[i]._epoch_pairs()):
+            buffer[row, : len(values)] = values
+            self._length[i] = len(values)
+        self.clock.own(i)
+
+    def _end_epoch(self, i: int, e: int, loss_sum: torch.Tensor | float, n: int) -> bool:
+        """Member ``i`` finished epoch ``e``: record it, run its callback; True if it leaves the pack."""
+        member, model = self.members[i], self.models[i]
+        try:
+            loss = float(loss_sum) / max(n, 1)
+            if not math.isfinite(loss):  # what TorchRecommender._fit_epoch raises in a solo run
+                last = next((x for x in reversed(model.losses_) if math.isfinite(x)), None)
+                raise ModelError(
+                    f"{type(model).__name__}: training loss became {loss} at epoch {e} "
+                    f"(last finite loss: {last if last is None else f'{last:.6g}'}); "
+                    "lower learning_rate or raise regularisation"
+                )
+            model.losses_.append(loss)
+            self._store(i)
+            model._scoring_ready = False
+            model.epochs_run_ = e
+            stop = member.callback is not None and member.callback(model, e)
+            if stop or e >= int(model.epochs):
+                model._end_fit()
+                stop = True
+        except Exception as exc:
+            member.error = exc
+            stop = True
+        self.clock.own(i)
+        return bool(stop)
+
+    def _compact(self, keep: list[int]) -> None:
+        index = torch.tensor(keep, dtype=torch.int64, device=self.device)
+        with torch.no_grad():
+            self.params = {
+                name: p[index].clone().requires_grad_(name not in TABLES) for name, p in self.params.items()
+            }
+            self.table_grads = {name: g[index].clone() for name, g in self.table_grads.items()}
+        self.optimizer.keep(keep, list(self.params.values()))
+        self.reg = self.reg[index]
+        self.buffers = tuple(b[index] for b in self.buffers)  # type: ignore[assignment]
+        self._rows = [self._rows[row] for row in keep]

@@ -51,15 +51,25 @@ def caption(doc: dict[str, Any], table: dict[str, Any]) -> str:
     conf = round(doc["settings"]["confidence"] * 100)
     parts = [
         f"Mean test metrics with {conf}% confidence intervals in brackets: bootstrap over users "
-        f"({doc['settings']['n_resamples']} percentile resamples) when one seed ran, Student-t over "
-        "seeds when several ran (the Seeds column gives their number). Best value per column in bold.",
+        f"({doc['settings']['n_resamples']} percentile resamples) when one seed ran; when several ran "
+        "(the Seeds column gives their number), a two-level bootstrap over seeds, then users within "
+        "each seed (it stays in the metric's range with 2 seeds, where a t interval has 1 degree of "
+        "freedom); metrics without per-user values get a t interval over seeds from 3 seeds on, "
+        "clipped to [0, 1], and none below. Best value per column in bold.",
     ]
-    if table["reference_model"]:
+    if table["reference_model"] and table["n_tests"]:
+        paired = (
+            "paired over users"
+            if len(table["card"]["seeds"]) <= 1
+            else "paired over the users both evaluated, per seed, combined over seeds with Stouffer's Z"
+        )
         parts.append(
             f"{MARK_BETTER} / {MARK_WORSE}: significantly better / worse than the best baseline "
-            f"({table['reference_model']}, marked 'ref') on {table['main_label']}, {test} paired over "
-            f"users, Holm-corrected over the {table['n_tests']} comparisons of this table, alpha = {ALPHA}."
+            f"({table['reference_model']}, marked 'ref') on {table['main_label']}, {test} {paired}, "
+            f"Holm-corrected over the {table['n_tests']} comparisons of this table, alpha = {ALPHA}."
         )
+    elif table["reference_model"]:
+        parts.append("No significance test could be made in this table (see the notes).")
     return " ".join(parts)
 
 
@@ -114,6 +124,16 @@ def _card_items(card: dict[str, Any]) -> list[tuple[str, str]]:
         ("Sampler", card["tuning_sampler"]),
         *([("Pruner (pruned trials count)", card["tuning_pruner"])] if card.get("tuning_pruner") else []),
         *(
+            [
+                (
+                    "Trial pack size (trials sampled together; NCF trained as one batched model)",
+                    card["tuning_pack_size"],
+                )
+            ]
+            if card.get("tuning_pack_size")
+            else []
+        ),
+        *(
             [("Reference behaviour pinned (per model)", card["pinned_params"])]
             if card.get("pinned_params")
             else []
@@ -137,7 +157,8 @@ def _cost_rows(table: dict[str, Any]) -> list[list[str]]:
         c = r["cost"]
         budget = f" / {c['trials_budget']:.0f}" if "trials_budget" in c else ""
         pruned = f" + {c['trials_pruned']:.0f} pruned" if c.get("trials_pruned") else ""
-        trials = f"{c['trials_complete']:.0f}{pruned}{budget}" if "trials_complete" in c else "–"
+        packs = f" in packs of {c['pack_size']:.0f}" if c.get("pack_size") else ""
+        trials = f"{c['trials_complete']:.0f}{pruned}{budget}{packs}" if "trials_complete" in c else "–"
         rows.append(
             [
                 r["model"],

@@ -23,7 +23,15 @@ import pandas as pd
 from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.registry import FAMILIES, get_model_spec
 from benchmark.reporting.collect import CellRun
-from benchmark.reporting.stats import Interval, bootstrap_ci, holm, paired_test, seeds_ci
+from benchmark.reporting.stats import (
+    Interval,
+    bootstrap_ci,
+    clipped_seeds_ci,
+    combined_paired_test,
+    hierarchical_bootstrap_ci,
+    holm,
+    paired_test,
+)
 from benchmark.seeds import derive_seed
 from benchmark.tracking import schema as S
 
@@ -54,9 +62,16 @@ LABELS = {
 #: Settings that must agree inside one table (else the numbers are not comparable).
 PROTOCOL_PARAMS = (S.PARAM_PROTOCOL, S.PARAM_TIE_RULE, S.PARAM_EXCLUDE, S.PARAM_SPLIT_PARAMS)
 #: Settings that should agree (tuning parity); a difference is reported, not refused.
-PARITY_PARAMS = (S.PARAM_N_TRIALS, S.PARAM_N_RANDOM, S.PARAM_SAMPLER, S.PARAM_TUNE_METRIC, S.PARAM_PRUNER)
+PARITY_PARAMS = (
+    S.PARAM_N_TRIALS,
+    S.PARAM_N_RANDOM,
+    S.PARAM_SAMPLER,
+    S.PARAM_TUNE_METRIC,
+    S.PARAM_PRUNER,
+    S.PARAM_PACK_SIZE,
+)
 #: What a run that predates a parity setting used.
-_PARITY_DEFAULTS = {S.PARAM_PRUNER: "none"}
+_PARITY_DEFAULTS = {S.PARAM_PRUNER: "none", S.PARAM_PACK_SIZE: "1"}
 _KEY_RE = re.compile(r"^(?P<name>.+?)(?:_at_(?P<k>\d+))?$")
 
 
@@ -242,6 +257,24 @@ def _mean_per_user(row: Row, key: str, seeds: Sequence[str]) -> pd.Series | None
     return pd.concat(series, axis=1).mean(axis=1)
 
 
+def _per_seed_pairs(
+    row: Row, ref: Row, key: str, seeds: Sequence[str]
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Per seed, the two rows' per-user values on the users both evaluated in that seed (a random
+    split evaluates different users in different seeds: each seed is paired on its own)."""
+    pairs = []
+    for seed in seeds:
+        a = [_aligned(r, key) for r in row.runs if r.seed == seed]
+        b = [_aligned(r, key) for r in ref.runs if r.seed == seed]
+        if not a or not b or a[0] is None or b[0] is None:
+            return None
+        common = a[0].index.intersection(b[0].index).sort_values()
+        if not len(common):
+            return None
+        pairs.append((a[0].loc[common].to_numpy(), b[0].loc[common].to_numpy()))
+    return pairs
+
+
 def _best_so_far(trials: pd.DataFrame | None) -> list[float]:
     if trials is None or "value" not in trials.columns:
         return []
@@ -278,6 +311,11 @@ def _cost(runs: Sequence[CellRun]) -> dict[str, float]:
     ]
     if budgets:
         out["trials_budget"] = float(np.mean(budgets))
+    packs = [
+        float(r.params[S.PARAM_PACK_SIZE]) for r in runs if r.params.get(S.PARAM_PACK_SIZE, "").isdigit()
+    ]
+    if packs and max(packs) > 1:
+        out["pack_size"] = float(max(packs))
     return out
 
 
@@ -299,6 +337,7 @@ def _card(runs: Sequence[CellRun]) -> dict[str, Any]:
         "tuning_random_trials": sorted({r.params.get(S.PARAM_N_RANDOM, "") for r in runs} - {""}),
         "tuning_sampler": sorted({r.params.get(S.PARAM_SAMPLER, "") for r in runs} - {""}),
         "tuning_pruner": sorted({r.params.get(S.PARAM_PRUNER, "") for r in runs} - {"", "none"}),
+        "tuning_pack_size": sorted({r.params.get(S.PARAM_PACK_SIZE, "") for r in runs} - {"", "1"}),
         "seeds": sorted({r.seed for r in runs}),
         "pinned_params": {
             r.model: _maybe_json(r.params[S.PARAM_PINNED]) for r in runs if r.params.get(S.PARAM_PINNED)
@@ -336,7 +375,17 @@ def _fill_row(row: Row, columns: Sequence[Column], table_key: tuple[str, ...], n
         if not vals:
             continue
         if len(vals) > 1:
-            row.cells[col.key] = seeds_ci(np.array([v for _, v in vals]))
+            headline = float(np.mean([v for _, v in vals]))
+            per_seed = [_aligned(r, col.key) for r, _ in vals]
+            if all(x is not None for x in per_seed):
+                row.cells[col.key] = hierarchical_bootstrap_ci(
+                    [x.to_numpy() for x in per_seed if x is not None],
+                    seed=derive_seed("report-bootstrap", *table_key, row.model, col.key),
+                    n_resamples=n_resamples,
+                    mean=headline,
+                )
+            else:  # no per-user values (e.g. coverage, a property of the whole list set)
+                row.cells[col.key] = clipped_seeds_ci(np.array([v for _, v in vals]))
             continue
         run, value = vals[0]
         per_user = _aligned(run, col.key)
@@ -390,6 +439,14 @@ def _significance(rows: list[Row], main_key: str, test: str, notes: list[str]) -
         seeds = sorted(set(row.seeds) & set(ref.seeds))
         if not seeds:
             row.pairing_note = f"no seed in common with {ref.model}"
+            continue
+        if len(seeds) > 1:
+            pairs = _per_seed_pairs(row, ref, main_key, seeds)
+            if pairs is None:
+                row.pairing_note = "per-user metrics missing, or no user in common in some seed"
+                continue
+            row.p_value = combined_paired_test(pairs, test)
+            tested.append(row)
             continue
         a = _mean_per_user(row, main_key, seeds)
         b = _mean_per_user(ref, main_key, seeds)

@@ -44,6 +44,7 @@ VERSIONS = "reprorec.versions"  # JSON {package: version}
 COMMAND = "reprorec.command"  # the command line that regenerates the sweep
 TRIAL_NUMBER = "reprorec.trial"
 TRIAL_STATE = "reprorec.trial_state"  # complete | failed | pruned
+PACKED = "reprorec.packed"  # "true" on a trial trained inside a batched trial pack (tuner.pack_size > 1)
 WORKER = "reprorec.worker"  # which worker of the cell ran the trial (tuner.workers > 1; 0 = the cell)
 BEST_EPOCH = "reprorec.best_epoch"
 SWEEP_KEY = "reprorec.sweep_key"  # sha256 of the sweep's overrides + code version (a rerun reuses the run)
@@ -78,6 +79,7 @@ PARAM_EARLY_STOPPING = "tuning.early_stopping"  # JSON {every, patience}
 PARAM_THREADS = "resources.threads"  # BLAS/OpenMP/torch threads per process (benchmark.threads)
 PARAM_CPUS = "resources.cpus"  # CPUs of the cell (its processes share them)
 PARAM_PRUNER = "tuning.pruner"  # none | median | successive_halving | hyperband
+PARAM_PACK_SIZE = "tuning.pack_size"  # trials asked (and trained, for packable models) at once
 PARAM_PINNED = "protocol.pinned_params"  # JSON: the hyperparameters the protocol fixed for this model
 PARAM_BEST_EPOCH = "tuning.best_epoch"  # epochs of the final refit (iterative models)
 

@@ -150,6 +150,8 @@ class CellRecorder:
                 tags[S.BEST_EPOCH] = rec.best_epoch
             if rec.worker is not None:
                 tags[S.WORKER] = rec.worker
+            if rec.packed:
+                tags[S.PACKED] = "true"
             run_id = tracker.start_run(
                 experiment_id, f"trial {rec.number}", tags=tags, parent_run_id=cell_run_id
             )
@@ -284,6 +286,7 @@ def _cell_params(p: PreparedCell) -> dict[str, Any]:
                 S.PARAM_TUNE_METRIC: tu.metric,
                 S.PARAM_EARLY_STOPPING: {"every": tu.validate_every, "patience": tu.patience},
                 S.PARAM_PRUNER: tu.pruner,
+                S.PARAM_PACK_SIZE: tu.pack_size,
             }
         )
     return params

@@ -9,10 +9,11 @@ state and counts against the budget, like any finished trial.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ import pandas as pd
 from benchmark.config import TunerConfig
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import MetricNotComputedError, ModelError
-from benchmark.models import IterativeRecommender, Recommender
+from benchmark.models import IterativeRecommender, PackMember, Recommender
 from benchmark.registry import ModelSpec
 from benchmark.tuning.early_stopping import EarlyStopping, Report
 from benchmark.tuning.parallel import finished
@@ -57,6 +58,8 @@ class TrialRecord:
     error: str | None = None
     resumed: bool = False
     worker: int | None = None
+    #: Trained inside a batched trial pack (``tuner.pack_size`` > 1 and a packable model).
+    packed: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,19 +89,40 @@ def fit_with_early_stopping(
         model.fit(train)
         summary = dict(validate(model))
         return FitOutcome(metric_value(summary, metric), summary, None, [])
-    summaries: dict[int, dict[str, float]] = {}
+    watch = _Watch(validate, metric, every=every, patience=patience, direction=direction, report=report)
+    model.fit(train, epoch_callback=watch.stopper)
+    return watch.outcome()
 
-    def value_at(m: IterativeRecommender) -> float:
-        summary = dict(validate(m))
-        summaries[m.epochs_run_] = summary
-        return metric_value(summary, metric)
 
-    stopper = EarlyStopping(value_at, every=every, patience=patience, direction=direction, report=report)
-    model.fit(train, epoch_callback=stopper)
-    history = sorted(summaries.items())
-    return FitOutcome(
-        stopper.best_value, summaries[stopper.best_epoch], stopper.best_epoch, history, stopper.pruned
-    )
+class _Watch:
+    """The early stopping of one fit, and the validation summaries it saw (epoch -> summary)."""
+
+    def __init__(
+        self,
+        validate: Validate,
+        metric: str,
+        *,
+        every: int,
+        patience: int,
+        direction: str,
+        report: Report | None,
+    ) -> None:
+        self.summaries: dict[int, dict[str, float]] = {}
+
+        def value_at(m: IterativeRecommender) -> float:
+            summary = dict(validate(m))
+            self.summaries[m.epochs_run_] = summary
+            return metric_value(summary, metric)
+
+        self.stopper = EarlyStopping(
+            value_at, every=every, patience=patience, direction=direction, report=report
+        )
+
+    def outcome(self) -> FitOutcome:
+        s = self.stopper
+        return FitOutcome(
+            s.best_value, self.summaries[s.best_epoch], s.best_epoch, sorted(self.summaries.items()), s.pruned
+        )
 
 
 def metric_value(summary: Mapping[str, float], metric: str) -> float:
@@ -121,11 +145,6 @@ def run_trial(
     """Suggest, build, fit and validate one configuration (an exception fails only this trial)."""
     params: dict[str, Any] = {}
     t0 = time.perf_counter()
-
-    def report(epoch: int, value: float) -> bool:
-        trial.report(value, epoch)
-        return trial.should_prune()
-
     try:
         params = space.suggest(trial)
         model = spec.build(**{**fixed, **params})
@@ -139,21 +158,120 @@ def run_trial(
             patience=config.patience,
             direction=config.direction,
             # without a pruner nothing is reported: the default protocol's study stays as it was
-            report=report if config.pruner != "none" else None,
+            report=_reporter(trial) if config.pruner != "none" else None,
         )
-        if not math.isfinite(out.value):
-            raise ModelError(f"{spec.name}: validation {config.metric} is {out.value} (diverged?)")
+        _check_finite(spec, config, out)
     except MetricNotComputedError:  # fails every trial alike: stop instead of burning the budget
         raise
     except Exception:
-        return TrialRecord(
-            trial.number,
-            "failed",
-            params,
-            None,
-            fit_seconds=time.perf_counter() - t0,
-            error=traceback.format_exc(),
+        return _failed(trial, params, time.perf_counter() - t0, traceback.format_exc())
+    return _record(trial, params, out, time.perf_counter() - t0)
+
+
+def run_pack(
+    asked: Sequence[tuple[optuna.Trial, dict[str, Any], str | None]],
+    spec: ModelSpec,
+    train: InteractionMatrix,
+    validate: Validate,
+    config: TunerConfig,
+    fixed: Mapping[str, Any],
+) -> list[TrialRecord]:
+    """Fit the configurations of a trial pack together (``tuner.pack_size``), one record each.
+
+    ``asked`` holds each trial, its suggested parameters and the error of its suggestion (None).
+    Iterative models go to their class's :meth:`IterativeRecommender.fit_pack` (one batched model
+    where the class is ``packable``, else one after another), each with its own early stopping and
+    pruning; other models are fitted in turn. A member's failure fails only its trial.
+    """
+    records: dict[int, TrialRecord] = {}
+    members: list[tuple[optuna.Trial, dict[str, Any], PackMember, _Watch]] = []
+    for trial, params, error in asked:
+        t0 = time.perf_counter()
+        if error is not None:
+            records[trial.number] = _failed(trial, params, 0.0, error)
+            continue
+        try:
+            model = spec.build(**{**fixed, **params})
+            model.validate_params()
+            if not isinstance(model, IterativeRecommender):
+                records[trial.number] = run_fitted(trial, params, model, train, validate, config, spec, t0)
+                continue
+        except MetricNotComputedError:
+            raise
+        except Exception:
+            records[trial.number] = _failed(trial, params, time.perf_counter() - t0, traceback.format_exc())
+            continue
+        watch = _Watch(
+            validate,
+            config.metric,
+            every=config.validate_every,
+            patience=config.patience,
+            direction=config.direction,
+            report=_reporter(trial) if config.pruner != "none" else None,
         )
+        members.append((trial, params, PackMember(model, watch.stopper), watch))
+    if members:
+        cls = type(members[0][2].model)
+        memory = None if config.pack_memory_gb is None else int(config.pack_memory_gb * 2**30)
+        cls.fit_pack([m for _, _, m, _ in members], train, memory_bytes=memory)
+    for trial, params, member, watch in members:
+        if isinstance(member.error, MetricNotComputedError):
+            raise member.error
+        try:
+            if member.error is not None:
+                raise member.error
+            out = watch.outcome()
+            _check_finite(spec, config, out)
+        except Exception:
+            records[trial.number] = _failed(trial, params, member.seconds, traceback.format_exc())
+            continue
+        records[trial.number] = dataclasses.replace(
+            _record(trial, params, out, member.seconds), packed=member.packed
+        )
+    return [records[trial.number] for trial, _, _ in asked]
+
+
+def run_fitted(
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    model: Recommender,
+    train: InteractionMatrix,
+    validate: Validate,
+    config: TunerConfig,
+    spec: ModelSpec,
+    t0: float,
+) -> TrialRecord:
+    """Fit and validate a non-iterative pack member on its own."""
+    try:
+        out = fit_with_early_stopping(
+            model, train, validate, config.metric, every=config.validate_every, patience=config.patience
+        )
+        _check_finite(spec, config, out)
+    except MetricNotComputedError:
+        raise
+    except Exception:
+        return _failed(trial, params, time.perf_counter() - t0, traceback.format_exc())
+    return _record(trial, params, out, time.perf_counter() - t0)
+
+
+def _reporter(trial: optuna.Trial) -> Report:
+    def report(epoch: int, value: float) -> bool:
+        trial.report(value, epoch)
+        return trial.should_prune()
+
+    return report
+
+
+def _check_finite(spec: ModelSpec, config: TunerConfig, out: FitOutcome) -> None:
+    if not math.isfinite(out.value):
+        raise ModelError(f"{spec.name}: validation {config.metric} is {out.value} (diverged?)")
+
+
+def _failed(trial: optuna.Trial, params: dict[str, Any], seconds: float, error: str) -> TrialRecord:
+    return TrialRecord(trial.number, "failed", params, None, fit_seconds=seconds, error=error)
+
+
+def _record(trial: optuna.Trial, params: dict[str, Any], out: FitOutcome, seconds: float) -> TrialRecord:
     return TrialRecord(
         trial.number,
         "pruned" if out.pruned else "complete",
@@ -162,7 +280,7 @@ def run_trial(
         best_epoch=out.best_epoch,
         val_metrics={k: float(v) for k, v in out.summary.items()},
         history=out.history,
-        fit_seconds=time.perf_counter() - t0,
+        fit_seconds=seconds,
     )
 
 
@@ -181,6 +299,7 @@ def record_from_frozen(t: optuna.trial.FrozenTrial) -> TrialRecord:
         error=attrs.get("error"),
         resumed=True,
         worker=attrs.get("worker"),
+        packed=bool(attrs.get("packed", False)),
     )
 
 

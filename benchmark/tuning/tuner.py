@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from benchmark.tuning.trials import (
     TrialRecord,
     Validate,
     record_from_frozen,
+    run_pack,
     run_trial,
     trials_table,
 )
@@ -103,6 +105,15 @@ def check_tuner_config(config: TunerConfig) -> None:
     if config.validate_every < 1 or config.patience < 1:
         raise ConfigError(
             f"tuner.validate_every={config.validate_every} and tuner.patience={config.patience} must be >= 1"
+        )
+    if config.pack_size < 1:
+        raise ConfigError(f"tuner.pack_size={config.pack_size} must be >= 1")
+    if config.pack_memory_gb is not None and not config.pack_memory_gb > 0:
+        raise ConfigError(f"tuner.pack_memory_gb={config.pack_memory_gb} must be > 0 (or null)")
+    if config.pack_size > 1 and config.workers > 1:
+        raise ConfigError(
+            f"tuner.pack_size={config.pack_size} with tuner.workers={config.workers}: packs are tuned by "
+            "one process per cell; use one or the other"
         )
     if config.pruner not in PRUNERS:
         raise ConfigError(f"tuner.pruner={config.pruner!r} is not one of {sorted(PRUNERS)}")
@@ -174,6 +185,18 @@ def tune(
         while len(done) < n_trials:
             if config.timeout_s is not None and time.perf_counter() - start > config.timeout_s:
                 break
+            if config.pack_size > 1:
+                records = _run_pack(
+                    study, budget, spec, space, train, validate, config, fixed, seed, n_trials
+                )
+                for record in records:
+                    if on_trial is not None:
+                        on_trial(record)
+                fault_point("tuning.logged")
+                done = budget.finished()
+                if progress is not None:
+                    progress(len(done), n_trials, _best_value(study))
+                continue
             if not budget.has_slot():
                 done = budget.finished()
                 continue
@@ -203,6 +226,54 @@ def _budget(
     return SharedBudget(study, n_trials, worker_index, storage)
 
 
+def _run_pack(
+    study: optuna.Study,
+    budget: Budget,
+    spec: ModelSpec,
+    space: SearchSpace,
+    train: InteractionMatrix,
+    validate: Validate,
+    config: TunerConfig,
+    fixed: Mapping[str, Any],
+    seed: int,
+    n_trials: int,
+) -> list[TrialRecord]:
+    """Ask the next ``pack_size`` trials at once, fit them as a pack, tell each (in trial order).
+
+    Trial ``n + j`` of a pack asked after ``n`` finished trials is sampled with the seed of index
+    ``n + j`` and sees the pack's earlier members as running (TPE's ``constant_liar``: it does not
+    sample next to them). Its parameters are suggested right after it is asked, so each member is
+    drawn with its own seed. Results are told only when the whole pack is done: an interrupted pack
+    leaves no told member behind, and a resumed cell asks the same pack again (same seeds, same
+    history), so a resumed sweep stays identical to an uninterrupted one.
+    """
+    n_done = len(budget.finished())
+    asked: list[tuple[optuna.Trial, dict[str, Any], str | None]] = []
+    try:
+        for j in range(min(config.pack_size, n_trials - n_done)):
+            study.sampler = _sampler(config, budget.trial_seed(seed, n_done + j), constant_liar=True)
+            trial = study.ask()
+            try:
+                asked.append((trial, space.suggest(trial), None))
+            except Exception:
+                asked.append((trial, {}, traceback.format_exc()))
+        t0 = time.perf_counter()
+        fault_point("tuning.trial")
+        records = run_pack(asked, spec, train, validate, config, fixed)
+    except BaseException:  # SIGTERM / Ctrl-C, SystemExit, a metric the evaluator does not compute
+        seconds = time.perf_counter() - t0 if "t0" in locals() else 0.0
+        for trial, _, _ in asked:
+            abandon(study, trial, seconds=seconds / max(len(asked), 1))
+        raise
+    for (trial, _, _), record in zip(asked, records):
+        trial.set_user_attr("pack", {"size": len(asked), "index": trial.number - asked[0][0].number})
+        if record.packed:
+            trial.set_user_attr("packed", True)
+        _tell(study, trial, record)
+    fault_point("tuning.told")
+    return records
+
+
 def _run_and_tell(
     study: optuna.Study,
     trial: optuna.Trial,
@@ -221,6 +292,13 @@ def _run_and_tell(
     except BaseException:  # SIGTERM / Ctrl-C (KeyboardInterrupt), SystemExit
         abandon(study, trial, seconds=time.perf_counter() - t0)
         raise
+    _tell(study, trial, record)
+    fault_point("tuning.told")
+    return record
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord) -> None:
+    """Store a trial's outcome and attributes in the study."""
     for key, val in (
         ("best_epoch", record.best_epoch),
         ("val_metrics", record.val_metrics),
@@ -236,8 +314,6 @@ def _run_and_tell(
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    fault_point("tuning.told")
-    return record
 
 
 def _result(

@@ -219,25 +219,45 @@ def test_only_refused_groups_is_an_error_and_split_option_separates_them(tmp_pat
     assert all("split fingerprint" in t["notes"][0] for t in doc["tables"])
 
 
-def test_several_seeds_give_mean_and_t_interval_over_seeds(tmp_path):
+def _stouffer_by_hand(pairs):
+    """Two-sided p of per-seed one-sided Wilcoxon tests combined with weighted Stouffer Z."""
+    z = np.array([stats.norm.isf(stats.wilcoxon(a, b, alternative="greater").pvalue) for a, b in pairs])
+    w = np.sqrt([len(a) for a, _ in pairs])
+    p = stats.norm.sf((w * z).sum() / np.sqrt((w**2).sum()))
+    return 2 * min(p, 1 - p)
+
+
+@pytest.mark.parametrize("n_seeds", [2, 3])
+def test_several_seeds_give_in_range_intervals_and_a_per_seed_paired_test(tmp_path, n_seeds):
     rng = np.random.default_rng(1)
     cells = []
-    for seed in (0, 1, 2):
+    for seed in range(n_seeds):
+        # a random split evaluates different users in each seed: 3 users only in this seed
+        ids = [f"u{j}" for j in range(N - 3)] + [f"s{seed}-{j}" for j in range(3)]
         for m, shift in (("ease", 0.0), ("toppop", -0.1)):
-            v = np.clip(rng.uniform(0.2, 0.6, N) + shift, 0, 1)
-            cells.append(FakeCell(m, FAMILY[m], seed, {"ndcg_at_10": v}))
+            # mostly 0 or 1, as recall@k and hit rates are: a t interval over 2 seeds leaves [0, 1]
+            v = (rng.uniform(0, 1, N) < 0.75 + shift + 0.1 * seed).astype(float)
+            cells.append(FakeCell(m, FAMILY[m], seed, {"ndcg_at_10": v}, user_ids=ids))
     uri = _store(tmp_path, cells)
     generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), metrics=("ndcg",))
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     seed_means = np.array([c.per_user["ndcg_at_10"].mean() for c in cells if c.model == "toppop"])
     cell = _row(doc, "toppop")["cells"]["ndcg_at_10"]
-    lo, hi = stats.t.interval(0.95, 2, loc=seed_means.mean(), scale=stats.sem(seed_means))
-    assert cell["method"] == "seeds" and cell["n"] == 3
-    assert (cell["mean"], cell["low"], cell["high"]) == pytest.approx((seed_means.mean(), lo, hi))
-    # Paired over users on the per-user mean across the three seeds.
-    a = np.mean([c.per_user["ndcg_at_10"] for c in cells if c.model == "toppop"], axis=0)
-    b = np.mean([c.per_user["ndcg_at_10"] for c in cells if c.model == "ease"], axis=0)
-    assert _row(doc, "toppop")["p_value"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert cell["method"] == "seeds x users bootstrap" and cell["n"] == n_seeds
+    assert cell["mean"] == pytest.approx(seed_means.mean())
+    assert 0.0 <= cell["low"] <= cell["mean"] <= cell["high"] <= 1.0
+    if n_seeds == 2:  # what the Student-t interval over seeds gave: outside the metric's range
+        lo, hi = stats.t.interval(0.95, 1, loc=seed_means.mean(), scale=stats.sem(seed_means))
+        assert lo < 0.0 or hi > 1.0
+    # paired per seed on the users both models evaluated in it, combined over seeds
+    pairs = []
+    for seed in range(n_seeds):
+        a, b = (next(c for c in cells if c.model == m and c.seed == seed) for m in ("toppop", "ease"))
+        pairs.append((a.per_user["ndcg_at_10"], b.per_user["ndcg_at_10"]))
+    row = _row(doc, "toppop")
+    assert not row["pairing_note"]
+    assert row["p_value"] == pytest.approx(_stouffer_by_hand(pairs), rel=1e-9)
+    assert "combined over seeds with Stouffer's Z" in (tmp_path / "r" / "README.md").read_text()
 
 
 def test_different_user_sets_are_not_paired(tmp_path):

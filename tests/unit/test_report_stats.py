@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from benchmark.reporting.stats import bootstrap_ci, holm, paired_test, seeds_ci
+from benchmark.reporting.stats import (
+    bootstrap_ci,
+    clipped_seeds_ci,
+    combined_paired_test,
+    hierarchical_bootstrap_ci,
+    holm,
+    paired_test,
+    seeds_ci,
+)
 
 
 def test_holm_hand_example_four_pvalues():
@@ -72,3 +80,43 @@ def test_paired_test_wilcoxon_and_ttest_match_scipy():
     assert paired_test(a, a.copy()) == 1.0
     with pytest.raises(ValueError, match="aligned"):
         paired_test(a, b[:-1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30), min_size=1, max_size=4),
+    st.integers(0, 2**16),
+)
+def test_hierarchical_interval_stays_inside_the_observed_range(per_seed, seed):
+    samples = [np.array(x) for x in per_seed]
+    ci = hierarchical_bootstrap_ci(samples, seed=seed, n_resamples=200)
+    lo, hi = min(x.min() for x in samples), max(x.max() for x in samples)
+    assert lo - 1e-12 <= ci.low <= ci.high <= hi + 1e-12
+    assert ci.n == len(samples)
+
+
+def test_hierarchical_interval_widens_with_the_spread_between_seeds():
+    rng = np.random.default_rng(0)
+    same = [rng.uniform(0.3, 0.5, 200) for _ in range(3)]
+    apart = [x + d for x, d in zip(same, (-0.2, 0.0, 0.2))]
+    narrow = hierarchical_bootstrap_ci(same, seed=1)
+    wide = hierarchical_bootstrap_ci(apart, seed=1)
+    assert (wide.high - wide.low) > 3 * (narrow.high - narrow.low)
+
+
+def test_seed_interval_without_per_user_values_needs_three_seeds_and_is_clipped():
+    assert clipped_seeds_ci(np.array([0.2, 0.9])).method == "none"
+    ci = clipped_seeds_ci(np.array([0.05, 0.9, 0.95]))
+    raw = seeds_ci(np.array([0.05, 0.9, 0.95]))
+    assert raw.low < 0 and raw.high > 1
+    assert (ci.low, ci.high, ci.method) == (0.0, 1.0, "seeds (t, clipped to range)")
+
+
+def test_combined_test_of_one_seed_is_the_paired_test_and_opposite_seeds_cancel():
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(size=80), rng.uniform(size=80)
+    assert combined_paired_test([(a, b)]) == paired_test(a, b)
+    # the same difference in opposite directions in two equal seeds: no evidence either way
+    assert combined_paired_test([(a, b), (b, a)]) == pytest.approx(1.0)
+    # the same direction twice: stronger than one seed alone
+    assert combined_paired_test([(a + 0.05, b), (a + 0.05, b)]) < paired_test(a + 0.05, b)

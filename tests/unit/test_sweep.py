@@ -383,3 +383,38 @@ def test_pruned_sweep_counts_pruned_trials_and_its_report_states_the_pruner(work
     md = (out / "README.md").read_text()
     assert "Pruner (pruned trials count)" in md and "successive_halving" in md
     assert pruned > 0 and f"+ {pruned:.0f} pruned / 8" in md
+
+
+def test_packed_sweep_trains_gmf_trials_together_and_its_report_states_the_pack_size(work: Path) -> None:
+    from benchmark.reporting import generate_report
+
+    # a GMF whose search leaves the shapes at their defaults, so that a CPU pack joins its trials
+    (work / "conf" / "model" / "gmfpack.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "gmfpack",
+                "cls": "neural.neumf.GMF",
+                "family": "neural",
+                "params": {"epochs": 4, "batch_size": 64, "device": "cpu"},
+                "search_space": {
+                    "learning_rate": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
+                    "n_negatives": {"type": "int", "low": 1, "high": 4},
+                },
+            }
+        )
+    )
+    args = ["-m", "model=gmfpack,ease", "seed=0", "tuner.n_trials=4", "tuner.pack_size=2"]
+    reprorec(work, *args, "tuner.validate_every=2", "tuner.patience=1", *FAST)
+    cells = by_model(runs(work, S.RUN_TYPE_CELL))
+    gmf, ease = cells["gmfpack", "0"][0].data, cells["ease", "0"][0].data
+    # the sampling protocol applies to every model alike; only GMF trains its packs as one model
+    assert gmf.params[S.PARAM_PACK_SIZE] == ease.params[S.PARAM_PACK_SIZE] == "2"
+    assert gmf.metrics[S.N_TRIALS_DONE] == 4
+    trials = {t.data.tags[S.MODEL]: [] for t in runs(work, S.RUN_TYPE_TRIAL)}
+    for t in runs(work, S.RUN_TYPE_TRIAL):
+        trials[t.data.tags[S.MODEL]].append(t.data.tags.get(S.PACKED))
+    assert trials["gmfpack"] == ["true"] * 4 and set(trials["ease"]) == {None}
+    out = work / "report"
+    generate_report(f"sqlite:///{work / 'mlflow.db'}", out_dir=out, cutoffs=(10,), n_resamples=99)
+    md = (out / "README.md").read_text()
+    assert "Trial pack size" in md and "4 / 4 in packs of 2" in md
