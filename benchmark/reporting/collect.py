@@ -281,7 +281,7 @@ def collect_runs(
                     start_time=int(run.info.start_time or 0),
                     end_time=int(run.info.end_time or 0),
                     tags=tags,
-                    params=dict(run.data.params),
+                    params=_resolved_params(run.data.params),
                     metrics={k: float(v) for k, v in run.data.metrics.items()},
                     per_user=arts.get(S.ART_PER_USER),
                     trials=arts.get(S.ART_TRIALS),
@@ -313,3 +313,12 @@ def collect_runs(
             lines += [f"  {s.run_id} ({s.name}): {s.reason}" for s in coll.skipped]
         raise ReportInputError("\n".join(lines))
     return coll
+
+
+def _resolved_params(params: dict[str, str]) -> dict[str, str]:
+    """A run's params with the tie rule resolved (older runs logged the evaluator's default as
+    ``default``; the card names the rule the data was ranked with, and old and new runs agree)."""
+    out = dict(params)
+    if out.get(S.PARAM_TIE_RULE) == "default":
+        out[S.PARAM_TIE_RULE] = S.DEFAULT_TIE_RULE
+    return out

@@ -35,7 +35,18 @@ def _secs(x: Any) -> str:
 def _p(x: Any) -> str:
     if x is None:
         return "–"
+    if x == 0:  # the test's p-value underflowed: below the smallest positive double, not zero
+        return "< 1e-300"
     return f"{x:.2e}" if x < 1e-3 else f"{x:.4f}"
+
+
+def _tex_escape(text: str) -> str:
+    """``text`` safe inside a BibTeX field compiled by LaTeX (``_`` etc. are special there)."""
+    text = text.replace("\\", "\0")  # a placeholder, so that its braces are not escaped below
+    for char in "{}_%&#$":
+        text = text.replace(char, "\\" + char)
+    text = text.replace("~", r"\textasciitilde{}").replace("^", r"\textasciicircum{}")
+    return text.replace("\0", r"\textbackslash{}")
 
 
 def header_line(doc: dict[str, Any]) -> str:
@@ -245,12 +256,13 @@ def bibtex(doc: dict[str, Any]) -> str:
     year = doc["date"][:4]
     return (
         f"@misc{{reprorec_report_{rid[:12]},\n"
-        f"  title        = {{{{{doc['title']}}}}},\n"
+        f"  title        = {{{{{_tex_escape(doc['title'])}}}}},\n"
         f"  author       = {{{{reprorec developers}}}},\n"
         f"  year         = {{{year}}},\n"
         f"  date         = {{{doc['date']}}},\n"
         f"  version      = {{{doc['version']}}},\n"
-        f"  note         = {{Report id sha256:{rid}. Regenerate with: {doc['commands']['report']}}},\n"
+        f"  note         = {{Report id sha256:{rid}. Regenerate with: "
+        f"\\texttt{{{_tex_escape(doc['commands']['report'])}}}}},\n"
         f"  howpublished = {{reprorec leaderboard report}}\n"
         "}\n"
     )

@@ -69,6 +69,9 @@ PARAM_CUTOFFS = "evaluation.cutoffs"  # JSON list
 PARAM_METRICS = "evaluation.metrics"  # JSON list of metric names
 PARAM_PROTOCOL = "evaluation.protocol"  # full | sampled
 PARAM_TIE_RULE = "evaluation.tie_rule"
+#: The evaluator's default tie rule (benchmark.evaluation.evaluator.DEFAULT_TIE_RULE, checked by a
+#: test): what runs logged before the rule was resolved recorded as ``default``.
+DEFAULT_TIE_RULE = "random"
 PARAM_EXCLUDE = "evaluation.exclude"  # e.g. train+validation
 PARAM_SPLIT_PARAMS = "split.params"  # JSON
 PARAM_SPLIT_NAME = "split.name"

@@ -266,7 +266,7 @@ def _cell_params(p: PreparedCell) -> dict[str, Any]:
         S.PARAM_CUTOFFS: list(ev.cutoffs),
         S.PARAM_METRICS: list(ev.metrics),
         S.PARAM_PROTOCOL: ev.protocol,
-        S.PARAM_TIE_RULE: ev.tie_rule or "default",
+        S.PARAM_TIE_RULE: ev.tie_rule or S.DEFAULT_TIE_RULE,
         S.PARAM_EXCLUDE: "train+validation",
         S.PARAM_SPLIT_NAME: cfg.split.name,
         S.PARAM_SPLIT_PARAMS: {k: v for k, v in asdict(cfg.split).items() if k != "description"},

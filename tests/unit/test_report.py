@@ -342,11 +342,14 @@ def test_bad_reference_file_names_line_and_field(tmp_path):
         read_reference(ref)
 
 
-def test_shipped_reference_example_parses_and_cites_its_sources():
-    rows = read_reference(REPO / "reports" / "reference" / "dacrema_toppop.csv")
-    assert rows and all(r["model"] == "toppop" and "Dacrema" in r["source"] for r in rows)
-    mcrec = {(r["metric"], r["cutoff"]): r["value"] for r in rows if r["dataset"] == "ml-100k"}
-    assert mcrec[("precision", 10)] == 0.1907
+def test_shipped_reference_example_names_its_split_and_metric_variant_and_cites_its_sources():
+    # the README's example: every row is bound to its split, and Dacrema et al.'s NDCG is the
+    # full-IDCG variant (an unbound `ndcg` row once showed a fake 0.085 reproduction gap)
+    rows = read_reference(REPO / "reports" / "reference" / "dacrema" / "mcrec_ml100k.csv")
+    assert rows and all(r["split"] == "mcrec_ml100k" and "Dacrema" in r["source"] for r in rows)
+    assert {r["metric"] for r in rows} == {"precision", "recall", "ndcg_full_idcg"}
+    toppop = {(r["metric"], r["cutoff"]): r["value"] for r in rows if r["model"] == "toppop"}
+    assert toppop[("precision", 10)] == 0.1907
 
 
 def test_cli_writes_report_and_fails_cleanly(planted_store, tmp_path, capsys):
@@ -493,3 +496,32 @@ def test_tunable_models_run_without_search_are_marked_not_tuned(tmp_path):
     csv = pd.read_csv(out / "leaderboard.csv", comment="#")
     untuned = csv.groupby("model")["untuned"].all().to_dict()
     assert untuned == {"ease": True, "itemknn": False, "neumf": True, "toppop": False}
+
+
+def test_bibtex_is_latex_safe_p_values_below_float_range_are_bounds_and_the_tie_rule_is_resolved(tmp_path):
+    import re
+
+    from benchmark.evaluation.evaluator import DEFAULT_TIE_RULE
+    from benchmark.reporting.render import _p
+    from benchmark.tracking import schema as S
+
+    assert S.DEFAULT_TIE_RULE == DEFAULT_TIE_RULE
+    pu = _planted()
+    # runs logged before the tie rule was resolved say "default"
+    cells = [
+        FakeCell(m, FAMILY[m], 0, pu[m], eval_params={S.PARAM_TIE_RULE: "default"})
+        for m in ("ease", "toppop")
+    ]
+    uri = _store(tmp_path, cells)
+    generate_report(uri, out_dir=tmp_path / "r", cutoffs=(10,), n_resamples=99)
+    bib = (tmp_path / "r" / "CITATION.bib").read_text()
+    fields = bib.split("\n", 1)[1]  # after the entry key, which may hold underscores
+    assert not re.search(r"(?<!\\)[_%&#]", fields)
+    from benchmark.reporting.render import _tex_escape
+
+    assert _tex_escape("dacrema/mcrec_ml100k 100% a&b {x} \\") == (
+        r"dacrema/mcrec\_ml100k 100\% a\&b \{x\} \textbackslash{}"
+    )
+    md = (tmp_path / "r" / "README.md").read_text()
+    assert "- **Tie rule**: random" in md and "Tie rule**: default" not in md
+    assert _p(0.0) == "< 1e-300" and _p(2e-5) == "2.00e-05"
