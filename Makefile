@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt pip setuptools
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[test,cluster]"
 	touch $@
 
 venv: $(STAMP)

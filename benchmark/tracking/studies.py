@@ -47,6 +47,12 @@ def open_storage(storage: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     for i in range(attempts):
         try:
             return optuna.storages.RDBStorage(storage, engine_kwargs=engine_options(storage))
+        except ImportError:  # optuna's wrapping of a missing driver (psycopg2 without the extra)
+            raise ConfigError(
+                f"Optuna storage {redact_url(storage)} needs the database driver of "
+                f"{storage.split('://', 1)[0]!r}, which is not installed; for PostgreSQL "
+                "(postgresql+psycopg2://, tuner.storage=services): pip install 'reprorec[cluster]'"
+            ) from None
         except Exception as exc:
             unreachable = db is None and isinstance(exc, sqlalchemy.exc.OperationalError)
             if unreachable or i == attempts - 1:

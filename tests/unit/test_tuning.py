@@ -477,3 +477,12 @@ def test_pruner_off_reports_nothing_and_unknown_pruner_is_refused(tmp_path: Path
     assert all(not t.intermediate_values for t in open_study("off", storage, "maximize").trials)
     with pytest.raises(ConfigError, match=r"tuner.pruner='asha' is not one of \['hyperband', 'median'"):
         tune(spec_of(Curve), space, random_matrix(20, 15), _rising, _tuner(pruner="asha"), seed=0)
+
+
+def test_a_storage_whose_driver_is_not_installed_names_the_package_and_the_extra() -> None:
+    from benchmark.tracking.studies import open_storage
+
+    # pg8000 is not a dependency: the same error as postgresql+psycopg2 without reprorec[cluster]
+    with pytest.raises(ConfigError, match=r"driver of 'postgresql\+pg8000'.*reprorec\[cluster\]") as exc:
+        open_storage("postgresql+pg8000://user:secret@127.0.0.1:1/optuna")
+    assert "secret" not in str(exc.value)
