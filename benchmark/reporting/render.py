@@ -66,7 +66,8 @@ def caption(doc: dict[str, Any], table: dict[str, Any]) -> str:
         "(the Seeds column gives their number), a two-level bootstrap over seeds, then users within "
         "each seed (it stays in the metric's range with 2 seeds, where a t interval has 1 degree of "
         "freedom); metrics without per-user values get a t interval over seeds from 3 seeds on, "
-        "clipped to [0, 1], and none below. Best value per column in bold.",
+        "clipped to [0, 1], and none below; the standard deviation over seeds is in the CSV and JSON "
+        "(seed_std). Best value per column in bold.",
     ]
     if table["reference_model"] and table["n_tests"]:
         paired = (
@@ -362,6 +363,7 @@ CSV_FIELDS = [
     "ci_low",
     "ci_high",
     "ci_method",
+    "seed_std",
     "n",
     "n_seeds",
     "n_users",
@@ -403,6 +405,7 @@ def leaderboard_csv(doc: dict[str, Any]) -> str:
                         "ci_low": cell["low"],
                         "ci_high": cell["high"],
                         "ci_method": cell["method"],
+                        "seed_std": cell.get("std"),
                         "n": cell["n"],
                         "n_seeds": len(r["seeds"]),
                         "n_users": r["n_users"],

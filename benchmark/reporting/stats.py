@@ -33,7 +33,10 @@ class Interval:
     low: float
     high: float
     n: int  # users (bootstrap) or seeds (t over seeds)
-    method: str  # "bootstrap" | "seeds" | "none"
+    method: str  # "bootstrap" | "seeds x users bootstrap" | "seeds" | "seeds (t, clipped to range)" | "none"
+    #: standard deviation over seeds of the logged values (ddof 1; several seeds only): the seed
+    #: variance of a stochastic model, beside the interval of the mean
+    std: float | None = None
 
 
 def bootstrap_ci(

@@ -9,6 +9,7 @@ with ``split_by_fingerprint=True`` it is instead split into one table per split 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -386,6 +387,8 @@ def _fill_row(row: Row, columns: Sequence[Column], table_key: tuple[str, ...], n
                 )
             else:  # no per-user values (e.g. coverage, a property of the whole list set)
                 row.cells[col.key] = clipped_seeds_ci(np.array([v for _, v in vals]))
+            std = float(np.std([v for _, v in vals], ddof=1))
+            row.cells[col.key] = dataclasses.replace(row.cells[col.key], std=std)
             continue
         run, value = vals[0]
         per_user = _aligned(run, col.key)

@@ -245,6 +245,7 @@ def test_several_seeds_give_in_range_intervals_and_a_per_seed_paired_test(tmp_pa
     cell = _row(doc, "toppop")["cells"]["ndcg_at_10"]
     assert cell["method"] == "seeds x users bootstrap" and cell["n"] == n_seeds
     assert cell["mean"] == pytest.approx(seed_means.mean())
+    assert cell["std"] == pytest.approx(np.std(seed_means, ddof=1))
     assert 0.0 <= cell["low"] <= cell["mean"] <= cell["high"] <= 1.0
     if n_seeds == 2:  # what the Student-t interval over seeds gave: outside the metric's range
         lo, hi = stats.t.interval(0.95, 1, loc=seed_means.mean(), scale=stats.sem(seed_means))
