@@ -19,6 +19,7 @@ exited by itself. A signal ignored at start stays ignored (``nohup`` keeps it ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -121,7 +122,10 @@ class Dashboard:
         and outlive the ``mlflow server`` process for a moment (or for good, if it was killed).
         """
         stop_process_group(self.process.pid, timeout, reap=self.process.poll)
-        self.process.poll()
+        # the group has no live member, but the leader may still be exiting (not yet a zombie that
+        # poll() can collect): wait for its status rather than poll once
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout)
 
     def _log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():
