@@ -403,6 +403,10 @@ class TorchRecommender(IterativeRecommender):
             self.torch_rng_state_ = torch.get_rng_state()
             if self.cuda_rng_state_ is not None:
                 self.cuda_rng_state_ = torch.cuda.get_rng_state(self.device_)
+        self._record_loss(loss, epoch)
+
+    def _record_loss(self, loss: float, epoch: int) -> None:
+        """Append an epoch's mean training loss; a non-finite one ends the fit with a ModelError."""
         if not math.isfinite(loss):
             last = next((x for x in reversed(self.losses_) if math.isfinite(x)), None)
             raise ModelError(

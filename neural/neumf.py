@@ -12,7 +12,6 @@ the remaining (small) layers run on ``[users x items, width]`` chunks.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
-from benchmark.errors import ConfigError, ModelError
+from benchmark.errors import ConfigError
 from benchmark.models import ModelTags, PackMember, Param
 from neural.base import (
     COMMON_PARAMS,
@@ -423,11 +422,10 @@ def _fit_in_memory(
     device has available): the pack size is chosen by memory, never more than the tuner asked."""
     if len(group) <= 1:
         return [group]
-    models = [m.model for m in group]
-    assert all(isinstance(m, NeuMF) for m in models)
+    models = [m.model for m in group if isinstance(m.model, NeuMF)]
     if memory_bytes is None:
-        memory_bytes = int(MEMORY_FRACTION * memory_available(resolve_device(models[0].device)))  # type: ignore[attr-defined]
-    if pack_bytes(models, train) <= memory_bytes:  # type: ignore[arg-type]
+        memory_bytes = int(MEMORY_FRACTION * memory_available(resolve_device(models[0].device)))
+    if pack_bytes(models, train) <= memory_bytes:
         return [group]
     half = len(group) // 2
     return _fit_in_memory(group[:half], train, memory_bytes) + _fit_in_memory(
@@ -549,8 +547,8 @@ class _NCFPack:
             solo.copy_(value.t() if transposed else value)
 
     # ----------------------------------------------------------------- training
-    def _forward(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[K, B]`` and the per-example squared norm of the embeddings used (for ``reg``).
+    def _forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits ``[K, B]`` of the members' (user, item) pairs.
 
         Embedding rows are gathered as leaves of the graph: after ``backward`` their gradients are
         scattered into the tables' gradient buffers by :meth:`_table_gradients`. Letting autograd
@@ -566,11 +564,9 @@ class _NCFPack:
             return out
 
         logits = p["out_bias"][:, None].expand(users.shape)
-        norms = torch.zeros_like(logits)
         if self.use_gmf:
             eu, ei = rows("gmf_user", users), rows("gmf_item", items)
             logits = logits + torch.bmm(eu * ei, p["out_gmf"][:, :, None])[:, :, 0]
-            norms = norms + eu.pow(2).sum(2) + ei.pow(2).sum(2)
         if self.use_mlp:
             eu, ei = rows("mlp_user", users), rows("mlp_item", items)
             h = torch.baddbmm(p["b0"][:, None, :], eu, p["w0_user"])
@@ -578,8 +574,7 @@ class _NCFPack:
             for j in range(1, len(self.layers[0]) - 1):
                 h = torch.relu(torch.baddbmm(p[f"b{j}"][:, None, :], h, p[f"w{j}"]))
             logits = logits + torch.bmm(h, p["out_mlp"][:, :, None])[:, :, 0]
-            norms = norms + eu.pow(2).sum(2) + ei.pow(2).sum(2)
-        return logits, norms
+        return logits
 
     @torch.no_grad()
     def _table_gradients(self) -> None:
@@ -602,8 +597,8 @@ class _NCFPack:
         alive = list(range(n_members))  # member numbers, in stack order
         batch = [int(m.batch_size) for m in self.models]
         epoch, pos = [1] * n_members, [0] * n_members
+        # examples per epoch: every positive and its negatives (what _epoch_pairs draws)
         length = [self.models[i].train_.nnz * (1 + int(self.models[i].n_negatives)) for i in alive]
-        self._length = length
         loss_sum: list[torch.Tensor | float] = [0.0] * n_members
         # every member's epoch of (user, item, label) in one row of a buffer, so that a step's
         # batches are three gathers rather than three slices per member
@@ -624,10 +619,12 @@ class _NCFPack:
             users, items, labels = (b.gather(1, index) for b in self.buffers)
             n = torch.tensor(sizes, dtype=torch.float32, device=self.device)
             mask = (offsets[None, :] < n[:, None]).float()
-            logits, norms = self._forward(users.long(), items.long())
+            logits = self._forward(users.long(), items.long())
             bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
             total = (bce * mask).sum(1) / n
             if use_reg:
+                # the squared norm of the embedding rows each example used (NeuMF._embedding_penalty)
+                norms = sum(rows.pow(2).sum(2) for _, _, rows in self._gathered)
                 total = total + self.reg * (norms * mask).sum(1) / n
             self.optimizer.zero_grad()
             total.sum().backward()
@@ -661,22 +658,13 @@ class _NCFPack:
         """Draw member ``i``'s next epoch (its own generator) into its buffer row."""
         for buffer, values in zip(self.buffers, self.models[i]._epoch_pairs()):
             buffer[row, : len(values)] = values
-            self._length[i] = len(values)
         self.clock.own(i)
 
     def _end_epoch(self, i: int, e: int, loss_sum: torch.Tensor | float, n: int) -> bool:
         """Member ``i`` finished epoch ``e``: record it, run its callback; True if it leaves the pack."""
         member, model = self.members[i], self.models[i]
         try:
-            loss = float(loss_sum) / max(n, 1)
-            if not math.isfinite(loss):  # what TorchRecommender._fit_epoch raises in a solo run
-                last = next((x for x in reversed(model.losses_) if math.isfinite(x)), None)
-                raise ModelError(
-                    f"{type(model).__name__}: training loss became {loss} at epoch {e} "
-                    f"(last finite loss: {last if last is None else f'{last:.6g}'}); "
-                    "lower learning_rate or raise regularisation"
-                )
-            model.losses_.append(loss)
+            model._record_loss(float(loss_sum) / max(n, 1), e)  # raises as in a solo run
             self._store(i)
             model._scoring_ready = False
             model.epochs_run_ = e

@@ -74,11 +74,10 @@ class PackedAdam:
             p.grad = None
 
     @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor | None] | None = None) -> None:
-        """One Adam step of every member, from ``grads`` (one per parameter; default: ``.grad``)."""
+    def step(self, grads: Sequence[torch.Tensor | None]) -> None:
+        """One Adam step of every member, from ``grads`` (one per parameter, stacked like it)."""
         from torch.optim.adam import adam
 
-        grads = [p.grad for p in self.params] if grads is None else list(grads)
         for k, rate in enumerate(self.lr):
             adam(
                 self.blocks[k],

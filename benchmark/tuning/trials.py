@@ -143,23 +143,36 @@ def run_trial(
     fixed: Mapping[str, Any],
 ) -> TrialRecord:
     """Suggest, build, fit and validate one configuration (an exception fails only this trial)."""
-    params: dict[str, Any] = {}
     t0 = time.perf_counter()
     try:
         params = space.suggest(trial)
+    except Exception:
+        return _failed(trial, {}, time.perf_counter() - t0, traceback.format_exc())
+    return _fit_trial(trial, params, spec, train, validate, config, fixed, t0)
+
+
+def _fit_trial(
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    spec: ModelSpec,
+    train: InteractionMatrix,
+    validate: Validate,
+    config: TunerConfig,
+    fixed: Mapping[str, Any],
+    t0: float,
+) -> TrialRecord:
+    """Build, fit (early-stopped, pruned) and validate one suggested configuration."""
+    try:
         model = spec.build(**{**fixed, **params})
         model.validate_params()
-        out = fit_with_early_stopping(
-            model,
-            train,
-            validate,
-            config.metric,
-            every=config.validate_every,
-            patience=config.patience,
-            direction=config.direction,
-            # without a pruner nothing is reported: the default protocol's study stays as it was
-            report=_reporter(trial) if config.pruner != "none" else None,
-        )
+        if isinstance(model, IterativeRecommender):
+            watch = _watch(trial, validate, config)
+            model.fit(train, epoch_callback=watch.stopper)
+            out = watch.outcome()
+        else:
+            out = fit_with_early_stopping(
+                model, train, validate, config.metric, every=config.validate_every, patience=config.patience
+            )
         _check_finite(spec, config, out)
     except MetricNotComputedError:  # fails every trial alike: stop instead of burning the budget
         raise
@@ -192,28 +205,17 @@ def run_pack(
             continue
         try:
             model = spec.build(**{**fixed, **params})
-            model.validate_params()
-            if not isinstance(model, IterativeRecommender):
-                records[trial.number] = run_fitted(trial, params, model, train, validate, config, spec, t0)
-                continue
-        except MetricNotComputedError:
-            raise
         except Exception:
             records[trial.number] = _failed(trial, params, time.perf_counter() - t0, traceback.format_exc())
             continue
-        watch = _Watch(
-            validate,
-            config.metric,
-            every=config.validate_every,
-            patience=config.patience,
-            direction=config.direction,
-            report=_reporter(trial) if config.pruner != "none" else None,
-        )
+        if not isinstance(model, IterativeRecommender):
+            records[trial.number] = _fit_trial(trial, params, spec, train, validate, config, fixed, t0)
+            continue
+        watch = _watch(trial, validate, config)
         members.append((trial, params, PackMember(model, watch.stopper), watch))
     if members:
-        cls = type(members[0][2].model)
         memory = None if config.pack_memory_gb is None else int(config.pack_memory_gb * 2**30)
-        cls.fit_pack([m for _, _, m, _ in members], train, memory_bytes=memory)
+        type(members[0][2].model).fit_pack([m for _, _, m, _ in members], train, memory_bytes=memory)
     for trial, params, member, watch in members:
         if isinstance(member.error, MetricNotComputedError):
             raise member.error
@@ -231,27 +233,17 @@ def run_pack(
     return [records[trial.number] for trial, _, _ in asked]
 
 
-def run_fitted(
-    trial: optuna.Trial,
-    params: dict[str, Any],
-    model: Recommender,
-    train: InteractionMatrix,
-    validate: Validate,
-    config: TunerConfig,
-    spec: ModelSpec,
-    t0: float,
-) -> TrialRecord:
-    """Fit and validate a non-iterative pack member on its own."""
-    try:
-        out = fit_with_early_stopping(
-            model, train, validate, config.metric, every=config.validate_every, patience=config.patience
-        )
-        _check_finite(spec, config, out)
-    except MetricNotComputedError:
-        raise
-    except Exception:
-        return _failed(trial, params, time.perf_counter() - t0, traceback.format_exc())
-    return _record(trial, params, out, time.perf_counter() - t0)
+def _watch(trial: optuna.Trial, validate: Validate, config: TunerConfig) -> _Watch:
+    """The early stopping of a trial under ``config`` (reporting to its pruner when one is set;
+    without a pruner nothing is reported, so the default protocol's study stays as it was)."""
+    return _Watch(
+        validate,
+        config.metric,
+        every=config.validate_every,
+        patience=config.patience,
+        direction=config.direction,
+        report=_reporter(trial) if config.pruner != "none" else None,
+    )
 
 
 def _reporter(trial: optuna.Trial) -> Report:

@@ -189,26 +189,23 @@ def tune(
                 records = _run_pack(
                     study, budget, spec, space, train, validate, config, fixed, seed, n_trials
                 )
-                for record in records:
-                    if on_trial is not None:
-                        on_trial(record)
-                fault_point("tuning.logged")
-                done = budget.finished()
-                if progress is not None:
-                    progress(len(done), n_trials, _best_value(study))
-                continue
-            if not budget.has_slot():
-                done = budget.finished()
-                continue
-            study.sampler = _sampler(config, budget.trial_seed(seed, len(done)), constant_liar=budget.shared)
-            trial = study.ask()
-            if not budget.admit(trial):
-                continue
-            record = _run_and_tell(study, trial, spec, space, train, validate, config, fixed)
-            if budget.shared:
-                record = dataclasses.replace(record, worker=worker_index)
-            if on_trial is not None:
-                on_trial(record)
+            else:
+                if not budget.has_slot():
+                    done = budget.finished()
+                    continue
+                study.sampler = _sampler(
+                    config, budget.trial_seed(seed, len(done)), constant_liar=budget.shared
+                )
+                trial = study.ask()
+                if not budget.admit(trial):
+                    continue
+                record = _run_and_tell(study, trial, spec, space, train, validate, config, fixed)
+                if budget.shared:
+                    record = dataclasses.replace(record, worker=worker_index)
+                records = [record]
+            for record in records:
+                if on_trial is not None:
+                    on_trial(record)
             fault_point("tuning.logged")
             done = budget.finished()
             if progress is not None:
@@ -249,6 +246,7 @@ def _run_pack(
     """
     n_done = len(budget.finished())
     asked: list[tuple[optuna.Trial, dict[str, Any], str | None]] = []
+    t0 = time.perf_counter()
     try:
         for j in range(min(config.pack_size, n_trials - n_done)):
             study.sampler = _sampler(config, budget.trial_seed(seed, n_done + j), constant_liar=True)
@@ -257,11 +255,10 @@ def _run_pack(
                 asked.append((trial, space.suggest(trial), None))
             except Exception:
                 asked.append((trial, {}, traceback.format_exc()))
-        t0 = time.perf_counter()
         fault_point("tuning.trial")
         records = run_pack(asked, spec, train, validate, config, fixed)
     except BaseException:  # SIGTERM / Ctrl-C, SystemExit, a metric the evaluator does not compute
-        seconds = time.perf_counter() - t0 if "t0" in locals() else 0.0
+        seconds = time.perf_counter() - t0
         for trial, _, _ in asked:
             abandon(study, trial, seconds=seconds / max(len(asked), 1))
         raise

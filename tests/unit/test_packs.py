@@ -118,6 +118,23 @@ def test_a_member_padded_to_larger_shapes_ends_as_its_solo_run(name: str) -> Non
     _assert_as_solo(members, solo)
 
 
+def test_a_failing_member_leaves_the_pack_and_the_others_end_as_their_solo_runs() -> None:
+    spec = SPECS["neumf"]
+    configs = _variants("neumf")
+    solo = _solo("neumf", configs[1:])
+
+    def crash(model: IterativeRecommender, epoch: int) -> bool:
+        if epoch == 2:
+            raise RuntimeError("member 0 fails at epoch 2")
+        return False
+
+    members = [PackMember(spec.build(**configs[0]), crash)]
+    members += [PackMember(spec.build(**c), _stopper()) for c in configs[1:]]
+    type(members[0].model).fit_pack(members, TRAIN)
+    assert isinstance(members[0].error, RuntimeError) and members[0].model.epochs_run_ == 2
+    _assert_as_solo(members[1:], solo)
+
+
 def test_zero_padding_of_smaller_members_stays_exactly_zero() -> None:
     from neural.neumf import NeuMF, _NCFPack
 
