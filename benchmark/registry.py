@@ -40,7 +40,13 @@ FAMILIES = (
     "matrix factorisation",
     "linear",
     "neural",
+    "external",
 )
+#: Families that are not baselines: the leaderboard tests them against the best baseline.
+#: ``external``: recommendations made by other code, scored by ``reprorec-score``
+#: (:mod:`benchmark.external`); no model YAML has it.
+COMPARED_FAMILIES = ("neural", "external")
+EXTERNAL = "external"
 
 
 def repo_root() -> Path:

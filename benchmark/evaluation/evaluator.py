@@ -312,6 +312,31 @@ class Evaluator:
             "users_skipped": dict(self.skipped),
         }
 
+    @property
+    def n_relevant(self) -> np.ndarray:
+        """Per user (all users): the relevant (test) items that are not excluded, i.e. ranked."""
+        return self._n_relevant
+
+    def excluded(self, users: np.ndarray) -> sp.csr_matrix:
+        """Binary ``[len(users), n_items]``: the items never ranked for ``users`` (their seen items)."""
+        users = np.asarray(users, dtype=np.int64)
+        if self._exclude is None:
+            empty = (np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(len(users) + 1, np.int32))
+            return sp.csr_matrix(empty, shape=(len(users), self.n_items))
+        return self._exclude[users]
+
+    def ranked_items(self, users: np.ndarray) -> sp.csr_matrix | None:
+        """Binary ``[len(users), n_items]``: the candidates each user's ranking is over.
+
+        None in the full-ranking protocol (every item that is not :meth:`excluded`); in the sampled
+        protocol the user's relevant items plus their negatives (fixed or drawn), exactly what
+        :meth:`evaluate` ranks.
+        """
+        if self.protocol == "full":
+            return None
+        users = np.asarray(users, dtype=np.int64)
+        return self._ranked[users] if self._ranked is not None else self._sample(users)
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, model: Any, *, recommendations: bool = False) -> EvaluationResult:
         """Score, mask, rank and measure ``model`` on every evaluated user.

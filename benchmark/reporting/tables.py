@@ -16,13 +16,14 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from benchmark.errors import ConfigError, UnknownNameError
-from benchmark.registry import FAMILIES, get_model_spec
+from benchmark.registry import COMPARED_FAMILIES, EXTERNAL, FAMILIES, get_model_spec
 from benchmark.reporting.collect import CellRun
 from benchmark.reporting.stats import (
     Interval,
@@ -429,7 +430,7 @@ def _registry_space_size(model: str) -> int:
 def _significance(rows: list[Row], main_key: str, test: str, notes: list[str]) -> str | None:
     """Test every model against the best baseline on ``main_key``; Holm over the table."""
     scored = [r for r in rows if main_key in r.cells]
-    baselines = [r for r in scored if r.family != "neural"] or scored
+    baselines = [r for r in scored if r.family not in COMPARED_FAMILIES] or scored
     if not baselines:
         notes.append(f"no model logged the main metric {main_key}: no significance tests")
         return None
@@ -549,6 +550,23 @@ def _build_table(
                 f"while conf/model/{row.model}.yaml searches {_registry_space_size(row.model)} "
                 "parameters; the other models were tuned, so this row is not an equal-budget result"
             )
+    # Recommendations of other code (reprorec-score): the file is the model; how it was tuned is
+    # the authors' statement, not something this benchmark controlled.
+    for row in rows:
+        if row.family == EXTERNAL:
+            files = sorted(
+                {
+                    f"{PurePath(r.params.get(S.PARAM_PREFIX_MODEL + 'path', '?')).name} "
+                    f"(sha256 {r.params.get(S.PARAM_PREFIX_MODEL + 'sha256', '?')[:12]})"
+                    for r in row.runs
+                }
+            )
+            said = sorted({r.params.get(S.PARAM_PREFIX_MODEL + "note", "") for r in row.runs} - {""})
+            notes.append(
+                f"{row.model} (external): recommendation lists made by other code, scored by reprorec-score "
+                f"from {', '.join(files)}; its tuning budget is not controlled by this benchmark"
+                + (f"; note: {'; '.join(said)}" if said else "")
+            )
     tuned = [r for r in runs if _searched(r)]
     parity = {p: sorted({r.params.get(p, _PARITY_DEFAULTS.get(p, "")) for r in tuned}) for p in PARITY_PARAMS}
     for p, vals in parity.items():
@@ -559,7 +577,8 @@ def _build_table(
         notes.append(
             f"{S.FP_SPLIT} not logged by runs {unfingerprinted}: that they share one split is not verified"
         )
-    lacking = sorted({(r.model, a) for r in runs for a in r.missing_artifacts})
+    # an external cell has no tuning trials to log
+    lacking = sorted({(r.model, a) for r in runs if r.family != EXTERNAL for a in r.missing_artifacts})
     for model, art in lacking:
         notes.append(f"{model}: artifact {art} not logged")
     fps = {}

@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("benchmark.splits", "benchmark.portable", "benchmark.services"),
     ("benchmark.tracking",),
     ("benchmark.evaluation",),
-    ("benchmark.preflight", "benchmark.tuning"),
+    ("benchmark.preflight", "benchmark.tuning", "benchmark.external"),
     ("benchmark.reporting",),
     ("benchmark.cli",),
 )
