@@ -151,6 +151,11 @@ def _card_items(card: dict[str, Any]) -> list[tuple[str, str]]:
             else []
         ),
         ("Seeds", card["seeds"]),
+        *(
+            [("Leakage audit", " | ".join(f"{k}: {v}" for k, v in card["leakage"].items()))]
+            if card.get("leakage")
+            else []
+        ),
         ("Users skipped (per run)", card["users_skipped"]),
         ("Split fingerprint(s)", card["fingerprints"]["split"]),
         ("Dataset fingerprint(s)", card["fingerprints"]["dataset"]),

@@ -35,6 +35,7 @@ from benchmark.reporting.stats import (
     paired_test,
 )
 from benchmark.seeds import derive_seed
+from benchmark.splits.audit import summary as audit_summary
 from benchmark.tracking import schema as S
 
 DEFAULT_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "item_coverage")
@@ -321,6 +322,34 @@ def _cost(runs: Sequence[CellRun]) -> dict[str, float]:
     return out
 
 
+def _leakage(runs: Sequence[CellRun]) -> dict[str, str]:
+    """The leakage audit per seed (each seed has its split): one line each, tuning checked for every run."""
+    out: dict[str, str] = {}
+    for seed in sorted({r.seed for r in runs}):
+        docs = [
+            r.protocol_doc["leakage"]
+            for r in runs
+            if r.seed == seed and r.protocol_doc and isinstance(r.protocol_doc.get("leakage"), dict)
+        ]
+        if not docs:
+            out[f"seed {seed}"] = "not logged (runs made before the leakage audit)"
+            continue
+        tuned = [d["tuning"] for d in docs if d.get("tuning")]
+        bad = [
+            t
+            for t in tuned
+            if not t.get("is_validation") or t.get("is_test") or t.get("pairs_shared_with_test")
+        ]
+        audit = {
+            **docs[0],
+            "tuning": (bad or tuned or [None])[0],
+            "test_evaluations": max(int(d.get("test_evaluations") or 0) for d in docs),
+        }
+        checked = f" ({len(tuned)} of {len(docs)} runs tuned, each checked)" if tuned else ""
+        out[f"seed {seed}"] = audit_summary(audit) + checked
+    return out
+
+
 def _card(runs: Sequence[CellRun]) -> dict[str, Any]:
     """The protocol card: settings shared by the table's runs, from params, protocol.json, datasheet."""
     first = runs[0]
@@ -357,7 +386,8 @@ def _card(runs: Sequence[CellRun]) -> dict[str, Any]:
             "test": sorted({r.tags.get(S.FP_TEST, "") for r in runs} - {""}),
             "test_candidates": sorted({r.tags.get(S.FP_CANDIDATES, "") for r in runs} - {""}),
         },
-        "protocol_json": first.protocol_doc or {},
+        "leakage": _leakage(runs),
+        "protocol_json": {k: v for k, v in (first.protocol_doc or {}).items() if k != "leakage"},
         "datasheet": first.datasheet or {},
     }
     return card

@@ -71,6 +71,7 @@ def run_prepared(p: PreparedCell, recorder: CellRecorder, resolved_config: str |
     params = final_params(p, tuning)
     model, fit_seconds = refit(p, params, tuning)
     test, eval_seconds = evaluate_on_test(p, model)
+    recorder.test_evaluations += 1  # the one evaluation on test, after tuning
     return recorder.result(
         p,
         model_params=model.get_params(),

@@ -25,6 +25,7 @@ from benchmark.config import Config, pins_in_effect
 from benchmark.fingerprint import sha256_json
 from benchmark.portable import portable_text
 from benchmark.redaction import redact_text
+from benchmark.splits.audit import leakage_audit
 from benchmark.threads import cell_cpus, thread_share
 from benchmark.tracking import provenance
 from benchmark.tracking import schema as S
@@ -73,6 +74,10 @@ class CellRecorder:
         self.parent_run_id = parent_run_id
         self.run_id: str | None = None
         self._command = command
+        #: the leakage audit's run-time checks: what the tuning trials' evaluator ranked, and how
+        #: often the test part was ranked (see :mod:`benchmark.splits.audit`)
+        self.tuning_evaluator: dict[str, Any] | None = None
+        self.test_evaluations = 0
 
     # ------------------------------------------------------------------ the run
     def start(self, cell_key: str | None, *, owned: bool = True) -> str:
@@ -233,6 +238,11 @@ class CellRecorder:
             (folder / "tuning").mkdir()
             tuning.trials.to_csv(folder / S.ART_TRIALS, index=False)
         doc = protocol_document(p, test, final_params, tuning)
+        doc["leakage"] = {
+            **leakage_audit(p.split),
+            "tuning": self.tuning_evaluator,
+            "test_evaluations": self.test_evaluations,
+        }
         (folder / S.ART_PROTOCOL).write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
         if p.datasheet is not None:
             (folder / "data").mkdir()

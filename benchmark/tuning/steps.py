@@ -15,6 +15,7 @@ from typing import Any
 from benchmark.faults import fault_point
 from benchmark.models import IterativeRecommender, Recommender
 from benchmark.seeds import derive_seed
+from benchmark.splits.audit import tuning_evaluator_audit
 from benchmark.tracking.mlflow_store import resolve_study_storage
 from benchmark.tuning.prepare import PreparedCell, evaluator_on_test, evaluator_on_validation
 from benchmark.tuning.record import CellRecorder
@@ -35,6 +36,7 @@ def tune_cell(
     """
     cfg, spec = p.config, p.spec
     val_eval = evaluator_on_validation(p)
+    recorder.tuning_evaluator = tuning_evaluator_audit(val_eval, p.split)
     progress = Progress(p.name, cfg.tuner.metric, cfg.progress and worker_index == 0)
     try:
         return tune(
