@@ -65,11 +65,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--dashboard-url", default=None, help="base URL of a running MLflow UI (rows link to runs)"
     )
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval")
+    p.add_argument(
+        "--overall",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="instead of a report from a store: rank the models across the tables of these report "
+        "folders (average ranks, Friedman + Nemenyi, critical-difference diagram, wins/ties/losses), "
+        "written to --out",
+    )
     return p
+
+
+def _overall(args: argparse.Namespace) -> int:
+    from benchmark.errors import ReproRecError
+    from benchmark.portable import portable_path
+    from benchmark.reporting.overall import write_overall
+
+    if args.out is None:
+        print("reprorec-report: error: --overall needs --out", file=sys.stderr)
+        return 2
+    shown = [portable_path(str(p), cwd=Path.cwd()) for p in [*args.overall, args.out]]
+    command = "reprorec-report --overall " + " ".join(shown[:-1]) + f" --out {shown[-1]}"
+    try:
+        path = write_overall(args.overall, args.out, command=command)
+    except ReproRecError as exc:
+        print(f"reprorec-report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"overall page written to {path} (README.md, overall.json, main_metric.csv, cd_diagram.*)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.overall:
+        return _overall(args)
     import mlflow
 
     from benchmark.errors import ReproRecError

@@ -202,16 +202,15 @@ def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values (same order as the input; NaN stays NaN).
 
     The i-th smallest of m p-values is multiplied by ``m - i`` (i from 0), a running maximum keeps
-    the adjusted values monotone, and they are capped at 1. Rejecting where adjusted < alpha
-    controls the family-wise error rate at alpha.
+    the adjusted values monotone, and they are capped at 1 (statsmodels' ``multipletests``, method
+    ``holm``, over the finite values). Rejecting where adjusted < alpha controls the family-wise
+    error rate at alpha.
     """
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(pvalues, dtype=np.float64)
     out = np.full_like(p, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
-    m = ok.size
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    adjusted = np.maximum.accumulate(p[order] * (m - np.arange(m)))
-    out[order] = np.minimum(adjusted, 1.0)
+    if ok.size:
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
