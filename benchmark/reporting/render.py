@@ -446,60 +446,137 @@ def tex_escape(text: str) -> str:
     return out.replace("·", r"$\cdot$").replace("†", r"\textsuperscript{\dag}").replace("–", "--")
 
 
+#: The most metric columns of a headline table (with the model and the main metric's interval: 6 columns; it
+#: fits the text width of a standard one-column article in \footnotesize; a test compiles it).
+HEADLINE_MAX = 4
+
+
+def headline_columns(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """The columns of a table's headline: the experiment's columns when they are at most
+    :data:`HEADLINE_MAX` (the paper's columns in the ``dacrema/*`` protocols), else the main metric
+    and the other metrics at its cutoff, main metric first, filled up with the remaining columns."""
+    cols = list(table["columns"])
+    main = [c for c in cols if c["key"] == table["main_key"]]
+    if len(cols) <= HEADLINE_MAX:
+        return main + [c for c in cols if c["key"] != table["main_key"]]
+    k = main[0]["k"] if main else None
+    same_k = [c for c in cols if c["k"] == k and c["key"] != table["main_key"]]
+    rest = [c for c in cols if c not in main and c not in same_k]
+    return (main + same_k + rest)[:HEADLINE_MAX]
+
+
+def _tex_value(table: dict[str, Any], row: dict[str, Any], key: str) -> str:
+    cell = row["cells"].get(key)
+    if cell is None:
+        return "n/a"
+    val = _num(cell["mean"])
+    val = rf"\textbf{{{val}}}" if key in row["bold"] else val
+    mark = {MARK_BETTER: r"\textsuperscript{\dag}", MARK_WORSE: r"\textsuperscript{*}"}.get(
+        _row_mark(table, row, key), ""
+    )
+    return val + mark
+
+
+def _tex_rows(table: dict[str, Any], cells: Any, ncols: int) -> list[str]:
+    """Body rows, grouped under an italic family line (no family column: it costs width)."""
+    lines: list[str] = []
+    family = None
+    for r in table["rows"]:
+        if r["family"] != family:
+            if family is not None:
+                lines.append(r"\midrule")
+            lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{tex_escape(r['family'])}}}}} \\")
+            family = r["family"]
+        name = r"\quad " + tex_escape(r["model"]) + _name_suffix(r)
+        lines.append(f"{name} & " + " & ".join(cells(r)) + r" \\")
+    return lines
+
+
 def latex(doc: dict[str, Any]) -> str:
-    """booktabs tables (``\\usepackage{booktabs}``), one ``table*`` per leaderboard."""
+    """booktabs tables (``\\usepackage{booktabs}``) that fit a standard article's text width.
+
+    Per leaderboard: a **headline** table (``table``, one column wide): the model, the main
+    metric with its interval, and up to :data:`HEADLINE_MAX` metric columns in all
+    (:func:`headline_columns`); then, as appendix tables, **one table per metric** over its cutoffs
+    (means, bold best, marks; the intervals of every column are in ``leaderboard.csv`` and
+    ``report.html``).
+    """
     lines = [
         f"% {header_line(doc)}",
         f"% report id sha256:{doc['report_id']}",
-        "% needs \\usepackage{booktabs}",
+        "% needs \\usepackage{booktabs}; headline tables first, then the full tables (one per metric)",
         "",
     ]
     for t in doc["tables"]:
-        ncols = len(t["columns"])
+        head = headline_columns(t)
+        main = t["main_key"]
+        has_main = any(c["key"] == main for c in head)
+        ncols = 1 + len(head) + has_main
+
+        def headline_cells(
+            r: dict[str, Any], head: list[dict[str, Any]] = head, t: dict[str, Any] = t
+        ) -> list[str]:
+            out = []
+            for c in head:
+                out.append(_tex_value(t, r, c["key"]))
+                if c["key"] == t["main_key"]:
+                    cell = r["cells"].get(c["key"])
+                    ok = cell is not None and cell.get("low") is not None
+                    out.append(f"[{_num(cell['low'], 3)}, {_num(cell['high'], 3)}]" if ok and cell else "")
+            return out
+
+        labels = []
+        for c in head:
+            labels.append(tex_escape(c["label"]))
+            if c["key"] == main:
+                labels.append(f"{round(doc['settings']['confidence'] * 100)}\\% CI")
         lines += [
-            r"\begin{table*}[t]",
+            r"\begin{table}[t]",
             r"\centering",
-            r"\scriptsize",
+            r"\footnotesize",
             r"\setlength{\tabcolsep}{3pt}",
-            r"\begin{tabular}{ll" + "r" * ncols + "}",
+            r"\begin{tabular}{l" + "".join("rl" if c["key"] == main else "r" for c in head) + "}",
             r"\toprule",
-            "Family & Model & " + " & ".join(tex_escape(c["label"]) for c in t["columns"]) + r" \\",
+            "Model & " + " & ".join(labels) + r" \\",
             r"\midrule",
-        ]
-        family = None
-        for r in t["rows"]:
-            if family is not None and r["family"] != family:
-                lines.append(r"\midrule")
-            fam = tex_escape(r["family"]) if r["family"] != family else ""
-            family = r["family"]
-            cells = []
-            for c in t["columns"]:
-                cell = r["cells"].get(c["key"])
-                if cell is None:
-                    cells.append("n/a")
-                    continue
-                val = _num(cell["mean"])
-                val = rf"\textbf{{{val}}}" if c["key"] in r["bold"] else val
-                mark = _row_mark(t, r, c["key"])
-                mark = {MARK_BETTER: r"\textsuperscript{\dag}", MARK_WORSE: r"\textsuperscript{*}"}.get(
-                    mark, ""
-                )
-                ci = (
-                    rf"\,{{\tiny[{_num(cell['low'], 3)}, {_num(cell['high'], 3)}]}}"
-                    if cell["low"] is not None
-                    else ""
-                )
-                cells.append(val + mark + ci)
-            name = tex_escape(r["model"]) + _name_suffix(r)
-            lines.append(f"{fam} & {name} & " + " & ".join(cells) + r" \\")
-        lines += [
+            *_tex_rows(t, headline_cells, ncols),
             r"\bottomrule",
             r"\end{tabular}",
             rf"\caption{{{tex_escape(t['title'])}. {tex_escape(caption(doc, t))}}}",
             rf"\label{{tab:reprorec-{t['slug']}}}",
-            r"\end{table*}",
+            r"\end{table}",
             "",
         ]
+        metrics = list(dict.fromkeys(c["metric"] for c in t["columns"]))
+        if [c["key"] for c in t["columns"]] == [c["key"] for c in head]:
+            continue  # the headline is the whole table
+        for metric in metrics:
+            cols = [c for c in t["columns"] if c["metric"] == metric]
+
+            def full_cells(
+                r: dict[str, Any], cols: list[dict[str, Any]] = cols, t: dict[str, Any] = t
+            ) -> list[str]:
+                return [_tex_value(t, r, c["key"]) for c in cols]
+
+            lines += [
+                r"\begin{table}[p]",
+                r"\centering",
+                r"\scriptsize",
+                r"\setlength{\tabcolsep}{4pt}",
+                r"\begin{tabular}{l" + "r" * len(cols) + "}",
+                r"\toprule",
+                "Model & " + " & ".join(tex_escape(c["label"]) for c in cols) + r" \\",
+                r"\midrule",
+                *_tex_rows(t, full_cells, 1 + len(cols)),
+                r"\bottomrule",
+                r"\end{tabular}",
+                rf"\caption{{{tex_escape(t['title'])}: {tex_escape(metric)} at every cutoff (means; best in "
+                rf"bold; marks as in Table~\ref{{tab:reprorec-{t['slug']}}}; the intervals are in "
+                r"leaderboard.csv and report.html).}",
+                rf"\label{{tab:reprorec-{t['slug']}-{tex_escape(metric).replace(chr(92), '')}}}",
+                r"\end{table}",
+                "",
+            ]
     return "\n".join(lines)
 
 
