@@ -294,7 +294,8 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += [f"Dashboard: {doc['source']['dashboard_runs_url']}", ""]
     for t in doc["tables"]:
         lines += [f"## {t['title']}", "", caption(doc, t), ""]
-        header = ["Family", "Model", "Seeds", "Users"] + [c["label"] for c in t["columns"]]
+        head = headline_columns(t)
+        header = ["Family", "Model", "Seeds", "Users"] + [c["label"] for c in head]
         body = []
         for r in t["rows"]:
             name = r["model"] + _name_suffix(r)
@@ -302,10 +303,21 @@ def markdown(doc: dict[str, Any]) -> str:
                 [r["family"] or "–", name, str(len(r["seeds"])), str(r["n_users"] or "–")]
                 + [
                     _cell_text(r["cells"].get(c["key"]), c["key"] in r["bold"], _row_mark(t, r, c["key"]))
-                    for c in t["columns"]
+                    for c in head
                 ]
             )
         lines += [*_md_table(header, body), ""]
+        for metric, cols in _full_tables(t, head):
+            lines += [f"#### All cutoffs: {metric}", ""]
+            rows = [
+                [r["model"] + _name_suffix(r)]
+                + [
+                    _cell_text(r["cells"].get(c["key"]), c["key"] in r["bold"], _row_mark(t, r, c["key"]))
+                    for c in cols
+                ]
+                for r in t["rows"]
+            ]
+            lines += [*_md_table(["Model"] + [c["label"] for c in cols], rows), ""]
         if t["missing_columns"]:
             lines += [f"Not logged by any run (no column): {', '.join(t['missing_columns'])}.", ""]
         for n in t["notes"]:
@@ -492,6 +504,14 @@ def _tex_rows(table: dict[str, Any], cells: Any, ncols: int) -> list[str]:
     return lines
 
 
+def _full_tables(table: dict[str, Any], head: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(metric, its columns) for every metric, when the headline does not already show every column."""
+    if [c["key"] for c in table["columns"]] == [c["key"] for c in head]:
+        return []
+    metrics = list(dict.fromkeys(c["metric"] for c in table["columns"]))
+    return [(m, [c for c in table["columns"] if c["metric"] == m]) for m in metrics]
+
+
 def latex(doc: dict[str, Any]) -> str:
     """booktabs tables (``\\usepackage{booktabs}``) that fit a standard article's text width.
 
@@ -547,11 +567,7 @@ def latex(doc: dict[str, Any]) -> str:
             r"\end{table}",
             "",
         ]
-        metrics = list(dict.fromkeys(c["metric"] for c in t["columns"]))
-        if [c["key"] for c in t["columns"]] == [c["key"] for c in head]:
-            continue  # the headline is the whole table
-        for metric in metrics:
-            cols = [c for c in t["columns"] if c["metric"] == metric]
+        for metric, cols in _full_tables(t, head):
 
             def full_cells(
                 r: dict[str, Any], cols: list[dict[str, Any]] = cols, t: dict[str, Any] = t
@@ -592,6 +608,7 @@ thead th{border-bottom:2px solid #333}
 .caption{font-size:13px;color:#444;max-width:1100px}
 img{max-width:100%;border:1px solid #eee}
 code,pre{background:#f6f6f6;padding:2px 4px}
+pre{white-space:pre-wrap;overflow-wrap:anywhere}
 .warn{color:#a40}
 """
 
@@ -604,6 +621,21 @@ def _html_table(header: list[str], rows: Iterable[list[str]], cls: str = "", raw
     head = "".join(f"<th>{_h(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c if raw else _h(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _html_cell(t: dict[str, Any], r: dict[str, Any], key: str) -> str:
+    """Mean (bold when best), mark, and the interval below it."""
+    cell = r["cells"].get(key)
+    if cell is None:
+        return "n/a"
+    val = _h(_num(cell["mean"]))
+    val = f"<b>{val}</b>" if key in r["bold"] else val
+    ci = (
+        f'<br><span class="ci">[{_num(cell["low"])}, {_num(cell["high"])}]</span>'
+        if cell["low"] is not None
+        else ""
+    )
+    return val + _h(_row_mark(t, r, key)) + ci
 
 
 def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
@@ -627,26 +659,27 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
             f'<section id="{_h(t["slug"])}"><h2>{_h(t["title"])}</h2>',
             f'<p class="caption">{_h(caption(doc, t))}</p>',
         ]
-        header = ["Family", "Model", "Seeds", "Users"] + [c["label"] for c in t["columns"]]
+        head = headline_columns(t)
+        header = ["Family", "Model", "Seeds", "Users"] + [c["label"] for c in head]
         rows = []
         for r in t["rows"]:
             cells = []
-            for c in t["columns"]:
-                cell = r["cells"].get(c["key"])
-                if cell is None:
-                    cells.append("n/a")
-                    continue
-                val = _h(_num(cell["mean"]))
-                val = f"<b>{val}</b>" if c["key"] in r["bold"] else val
-                ci = (
-                    f'<br><span class="ci">[{_num(cell["low"])}, {_num(cell["high"])}]</span>'
-                    if cell["low"] is not None
-                    else ""
-                )
-                cells.append(val + _h(_row_mark(t, r, c["key"])) + ci)
+            for c in head:
+                cells.append(_html_cell(t, r, c["key"]))
             name = _h(r["model"]) + _name_suffix(r)
             rows.append([_h(r["family"] or "–"), name, str(len(r["seeds"])), _h(r["n_users"] or "–"), *cells])
         out.append(_html_table(header, rows, "leaderboard", raw=True))
+        full = _full_tables(t, head)
+        if full:
+            out.append("<details><summary>All metrics and cutoffs</summary>")
+            for metric, cols in full:
+                body = [
+                    [_h(r["model"]) + _name_suffix(r)] + [_html_cell(t, r, c["key"]) for c in cols]
+                    for r in t["rows"]
+                ]
+                out.append(f"<h4>{_h(metric)}</h4>")
+                out.append(_html_table(["Model"] + [c["label"] for c in cols], body, "full", raw=True))
+            out.append("</details>")
         if t["missing_columns"]:
             out.append(f'<p class="warn">Not logged by any run: {_h(", ".join(t["missing_columns"]))}</p>')
         if t["notes"]:

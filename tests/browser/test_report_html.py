@@ -49,7 +49,15 @@ def test_html_report_shows_leaderboard_and_plots(tmp_path: Path):
         assert table.count() == 1
         assert table.locator("tbody tr").count() == 3
         header = table.locator("thead").inner_text()
-        assert "NDCG@10" in header and "Recall@20" in header
+        assert "NDCG@10" in header and "Recall@10" in header and "Recall@20" not in header  # the headline
+        full = page.locator("table.full")  # every metric at every cutoff, folded away
+        assert full.count() == 2
+        assert "Recall@20" in (full.nth(1).locator("thead").text_content() or "")
+        wide = page.evaluate(
+            "() => [...document.querySelectorAll('body *')].filter(e => e.scrollWidth > 1400)"
+            ".map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth).slice(0, 8)"
+        )
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400, wide  # no sideways scrolling
         assert "ease (ref)" in table.inner_text()
         assert table.locator("b").count() >= 1  # the best value per column is bold
         imgs = page.locator("img.plot")
