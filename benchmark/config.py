@@ -177,6 +177,9 @@ class Config:
     #: BLAS / OpenMP / torch threads of each process of a cell; None: the cell's CPUs divided
     #: by ``tuner.workers`` (see :mod:`benchmark.threads`).
     threads: int | None = None
+    #: ``-m ... dry_run=true``: check the sweep and print each cell's expected cost from earlier runs
+    #: in the store (:mod:`benchmark.tuning.estimate`), then exit without running anything.
+    dry_run: bool = False
     #: Hyperparameters a protocol fixes, by model-name pattern (:func:`fnmatch.fnmatch`, e.g.
     #: ``"userknn*"``): the reference behaviour an experiment reproduces (Dacrema et al.'s
     #: reverse UserKNN neighbourhood, say). Applied under ``model.params`` (so

@@ -192,6 +192,14 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         # every cell's config, then each dataset once, before any store, run or data load
         n_cells = check_sweep(_cell_configs(config))
         print(f"[reprorec] checked {n_cells} cells: configs valid, data available", file=sys.stderr)
+        if config.get("dry_run"):
+            from benchmark.tuning.estimate import estimate_sweep, format_estimate
+
+            uri = resolve_tracking_uri(config.tracking.uri)
+            found = estimate_sweep(_cell_configs(config), uri, str(config.tracking.experiment))
+            print(format_estimate(found))
+            print(f"[reprorec] dry run: nothing was run (store {redact_url(uri)} only read)", file=sys.stderr)
+            raise SystemExit(0)
         # a report names a store that came from the environment as $MLFLOW_TRACKING_URI
         from_env = not config.tracking.uri and bool(os.environ.get(ENV_TRACKING_URI))
         uri = resolve_tracking_uri(config.tracking.uri)

@@ -185,6 +185,7 @@ def _cost_rows(table: dict[str, Any]) -> list[list[str]]:
                 _secs(c.get("tuning_s")),
                 _secs(c.get("fit_s")),
                 _secs(c.get("eval_s")),
+                _secs(c.get("cpu_s")),
                 _num(c.get("peak_rss_mb"), 0),
             ]
         )
@@ -199,6 +200,7 @@ COST_HEADER = [
     "Tuning s",
     "Fit s",
     "Eval s",
+    "CPU s",
     "Peak RSS MB",
 ]
 PROV_HEADER = [

@@ -300,6 +300,7 @@ def _cost(runs: Sequence[CellRun]) -> dict[str, float]:
         "tuning_s": S.TUNING_SECONDS,
         "fit_s": S.FIT_SECONDS,
         "eval_s": S.EVAL_SECONDS,
+        "cpu_s": S.CPU_SECONDS,
         "peak_rss_mb": S.PEAK_MEMORY_MB,
     }
     out: dict[str, float] = {}

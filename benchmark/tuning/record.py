@@ -50,6 +50,12 @@ def peak_rss_mb() -> float:
     return rss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have ended (workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 class CellRecorder:
     """The tracking writer of one cell: its run, its trials, its results.
 
@@ -78,6 +84,7 @@ class CellRecorder:
         #: often the test part was ranked (see :mod:`benchmark.splits.audit`)
         self.tuning_evaluator: dict[str, Any] | None = None
         self.test_evaluations = 0
+        self._cpu_start = cpu_seconds()
 
     # ------------------------------------------------------------------ the run
     def start(self, cell_key: str | None, *, owned: bool = True) -> str:
@@ -197,6 +204,7 @@ class CellRecorder:
         metrics[S.FIT_SECONDS] = fit_seconds
         metrics[S.EVAL_SECONDS] = eval_seconds
         metrics[S.PEAK_MEMORY_MB] = peak_rss_mb()
+        metrics[S.CPU_SECONDS] = cpu_seconds() - self._cpu_start
         params: dict[str, Any] = {f"{S.PARAM_PREFIX_MODEL}{k}": v for k, v in model_params.items()}
         tags: dict[str, Any] = {}
         if tuning is not None:
