@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.reprorec-installed
 PYTEST_ARGS ?= -m "not slow and not faults"
 EXPERIMENT ?= default
 
-.PHONY: venv benchmark test test-slow test-faults lint typecheck clean
+.PHONY: venv benchmark test test-slow test-faults wheel-check lint typecheck clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -36,6 +36,25 @@ test-slow: venv
 
 test-faults: venv
 	$(BIN)/python -m pytest -m faults tests/faults
+
+# The wheel as a user gets it: built, installed with its dependencies in a fresh venv outside the
+# checkout, then a smoke sweep, its report and a user's own model YAML (REPROREC_CONF_PATH) run from
+# an empty folder; the configs come from the wheel's data files.
+WHEEL_DIR ?= /tmp/reprorec-wheel-check
+wheel-check: venv
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)/work/myconf/model
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation . -w $(WHEEL_DIR)/dist
+	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/python -m pip install -q -c requirements/constraints.txt $(WHEEL_DIR)/dist/*.whl
+	printf 'name: ease_small\ncls: baselines.ease.EASE\nfamily: linear\nsearch_space: {}\nparams: {l2: 50.0}\n' \
+	  > $(WHEEL_DIR)/work/myconf/model/ease_small.yaml
+	cd $(WHEEL_DIR)/work && ../venv/bin/python -c "import benchmark; assert 'site-packages' in benchmark.__file__" \
+	  && ../venv/bin/reprorec -m experiment=smoke tracking.uri=sqlite:///mlflow.db progress=false \
+	  && REPROREC_CONF_PATH=myconf ../venv/bin/reprorec -m experiment=smoke model=ease_small seed=0 \
+	       tracking.uri=sqlite:///mlflow.db progress=false \
+	  && ../venv/bin/reprorec-report --tracking-uri sqlite:///mlflow.db --out report \
+	  && grep -q "ease_small" report/README.md && test -f report/report.json
+	@echo "wheel-check: the installed wheel ran a sweep, a user model and a report outside the checkout"
 
 lint: venv
 	$(BIN)/ruff check benchmark baselines neural tests scripts

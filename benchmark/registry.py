@@ -49,14 +49,54 @@ COMPARED_FAMILIES = ("neural", "external")
 EXTERNAL = "external"
 
 
+#: Folders of the user's own configs (``os.pathsep``-separated), searched after the built-in ones:
+#: ``myconf/model/mymodel.yaml`` is a model, ``myconf/experiment/mine.yaml`` an experiment.
+ENV_CONF_PATH = "REPROREC_CONF_PATH"
+
+
 def repo_root() -> Path:
-    """The checkout reprorec runs from (``conf/`` and ``reports/`` live there)."""
+    """The folder above the ``benchmark`` package: the checkout (or, installed, site-packages)."""
     return Path(__file__).resolve().parents[1]
 
 
+def in_checkout() -> bool:
+    """Whether reprorec runs from a source checkout (its ``conf/`` and ``reports/`` beside the code)."""
+    root = repo_root()
+    return (root / "conf").is_dir() and (root / "pyproject.toml").is_file()
+
+
+def installed_conf() -> Path:
+    """Where a wheel installs the configs: ``<prefix>/share/reprorec/conf`` (pyproject data-files)."""
+    import sysconfig
+
+    return Path(sysconfig.get_path("data")) / "share" / "reprorec" / "conf"
+
+
 def conf_dir() -> Path:
-    """The Hydra config folder (``REPROREC_CONF`` overrides the checkout's ``conf/``)."""
-    return Path(os.environ.get("REPROREC_CONF", repo_root() / "conf"))
+    """The built-in Hydra config folder: ``REPROREC_CONF``, else the checkout's ``conf/``, else the
+    installed one (:func:`installed_conf`)."""
+    if os.environ.get("REPROREC_CONF"):
+        return Path(os.environ["REPROREC_CONF"])
+    return repo_root() / "conf" if in_checkout() else installed_conf()
+
+
+def user_conf_dirs() -> list[Path]:
+    """The user's config folders (:data:`ENV_CONF_PATH`), absolute; a missing one is an error."""
+    out = []
+    for part in os.environ.get(ENV_CONF_PATH, "").split(os.pathsep):
+        if not part.strip():
+            continue
+        path = Path(part).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"{ENV_CONF_PATH}: {part!r} is not a folder")
+        out.append(path)
+    return out
+
+
+def hydra_searchpath_override() -> list[str]:
+    """``hydra.searchpath=[file://...]`` for the user's config folders (none: [])."""
+    dirs = user_conf_dirs()
+    return ["hydra.searchpath=[" + ",".join(f"file://{d}" for d in dirs) + "]"] if dirs else []
 
 
 @dataclass
@@ -174,8 +214,19 @@ def _specs(folder: str) -> dict[str, ModelSpec]:
 
 
 def model_specs() -> dict[str, ModelSpec]:
-    """All registered models, by name."""
-    return dict(_specs(str(conf_dir() / "model")))
+    """All registered models, by name: the built-in ones, then the user's (:data:`ENV_CONF_PATH`)."""
+    specs = dict(_specs(str(conf_dir() / "model")))
+    for folder in user_conf_dirs():
+        if not (folder / "model").is_dir():
+            continue
+        for name, spec in _specs(str(folder / "model")).items():
+            if name in specs:
+                raise ConfigError(
+                    f"{ENV_CONF_PATH}: {folder.name}/model/{name}.yaml has the name of a model that is "
+                    "already registered; choose another name"
+                )
+            specs[name] = spec
+    return specs
 
 
 def get_model_spec(name: str) -> ModelSpec:

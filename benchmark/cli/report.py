@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmark.errors import ReproRecError
     from benchmark.portable import TRACKING_URI_ENV
-    from benchmark.registry import repo_root
+    from benchmark.registry import in_checkout, repo_root
     from benchmark.reporting import generate_report
 
     env_uri = os.environ.get(TRACKING_URI_ENV) or None
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     # environment's (it may hold a password, and is what the reader sets too), a path otherwise.
     from_env = args.tracking_uri is None and env_uri is not None
     uri = args.tracking_uri or env_uri or mlflow.get_tracking_uri()
-    out = args.out or repo_root() / "reports" / (
+    out = args.out or (repo_root() / "reports" if in_checkout() else Path("reports")) / (
         args.experiment or (f"sweep-{args.sweep}" if args.sweep else "reprorec")
     )
     try:

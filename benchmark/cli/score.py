@@ -81,11 +81,11 @@ def compose(overrides: Sequence[str]) -> Any:
 
     import benchmark.cli.sweep  # noqa: F401  (registers the config resolvers)
     from benchmark.config import register_configs
-    from benchmark.registry import conf_dir
+    from benchmark.registry import conf_dir, hydra_searchpath_override
 
     register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(config_name="config", overrides=[*overrides, *hydra_searchpath_override()])
 
 
 def _shown_path(path: Path) -> str:

@@ -43,7 +43,7 @@ from benchmark.io import atomic_write_text
 from benchmark.portable import portable_text
 from benchmark.preflight import check_sweep
 from benchmark.redaction import redact_text, redact_url
-from benchmark.registry import conf_dir
+from benchmark.registry import conf_dir, hydra_searchpath_override
 from benchmark.services import ENV_SERVICES_DIR, SERVICES, services_folder
 from benchmark.threads import ENV_CELL_CPUS, cpus_per_cell
 from benchmark.tracking import provenance
@@ -578,6 +578,8 @@ def main() -> None:
     register_configs()
     _STATE["argv"] = list(sys.argv)
     sys.argv = hydra_arguments(sys.argv)
+    if not any(a.startswith(("hydra.searchpath=", "+hydra.searchpath=")) for a in sys.argv[1:]):
+        sys.argv += hydra_searchpath_override()  # the user's config folders (REPROREC_CONF_PATH)
     os.environ.pop(ENV_SWEEP_STAMP, None)  # this process is the launcher: a stamp of its own
     sweep_stamp()
     try:

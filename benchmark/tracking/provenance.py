@@ -13,6 +13,7 @@ import subprocess
 import sys
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from benchmark.fingerprint import sha256_json
@@ -41,6 +42,8 @@ def git_info() -> dict[str, Any]:
     ``multirun/`` would otherwise make every run dirty).
     """
     root = repo_root()
+    if not (root / ".git").exists():  # installed (a wheel): never the git state of a folder above it
+        return {"commit": "unknown", "dirty": None}
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take the index lock: engineers share it
 
     def git(*args: str) -> str | None:
@@ -81,18 +84,22 @@ def code_hash() -> str:
 
     root = repo_root()
     digest = hashlib.sha256()
-    files: list[str] = []
+    files: dict[str, Path] = {}  # the path as hashed (relative to a checkout) -> the file
     for folder in CODE_DIRS:
         base = root / folder
+        if folder == "conf" and not base.is_dir():  # installed from a wheel: the packaged configs
+            from benchmark.registry import installed_conf
+
+            base = installed_conf()
         if not base.is_dir():
             continue
         for path in base.rglob("*"):
             if path.suffix in CODE_SUFFIXES and path.is_file() and "__pycache__" not in path.parts:
-                files.append(path.relative_to(root).as_posix())
-    files.extend(f for f in ENVIRONMENT_FILES if (root / f).is_file())
+                files[f"{folder}/{path.relative_to(base).as_posix()}"] = path
+    files.update({f: root / f for f in ENVIRONMENT_FILES if (root / f).is_file()})
     for rel in sorted(files):
         digest.update(rel.encode() + b"\0")
-        digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
+        digest.update(hashlib.sha256(files[rel].read_bytes()).digest())
     return digest.hexdigest()
 
 
