@@ -416,10 +416,32 @@ def finish_sweep(
     for o in failed:
         last = (o.get("error") or "").strip().splitlines()[-1:] or ["?"]
         print(f"[reprorec]   FAILED {o['name']} (run {o.get('run_id')}): {last[0]}", file=sys.stderr)
+    main = (report_options or {}).get("main_metric") or "ndcg_at_10"
+    if outcomes:
+        print(summary_table(outcomes, main), file=sys.stderr)
     if report and counts["finished"] + counts["skipped"] > 0:
         options = {**(report_options or {}), "from_env": bool(info.get("tracking_uri_from_env"))}
         summary["report"] = _generate_report(info["tracking_uri"], run_id, report_dir, options)
     return summary
+
+
+def summary_table(outcomes: list[dict[str, Any]], main: str) -> str:
+    """The sweep's cells, best first on the main test metric: a glance before the report."""
+    key = f"{S.TEST_PREFIX}{main}"
+
+    def value(o: dict[str, Any]) -> float:
+        v = (o.get("test_metrics") or {}).get(key)
+        return float(v) if v is not None else float("-inf")
+
+    width = max(len(str(o["name"])) for o in outcomes)
+    lines = [f"{'cell':<{width}}  {'status':<8}  {main:>12}  {'seconds':>8}"]
+    for o in sorted(outcomes, key=lambda o: (-value(o), str(o["name"]))):
+        v = value(o)
+        shown = f"{v:.4f}" if v != float("-inf") else "–"
+        lines.append(
+            f"{o['name']:<{width}}  {o['status']:<8}  {shown:>12}  {float(o.get('seconds') or 0):>8.1f}"
+        )
+    return "\n".join(lines)
 
 
 def _generate_report(

@@ -1,4 +1,4 @@
-"""Configs outside the checkout: the user's own config folders (REPROREC_CONF_PATH).
+"""Install and first contact: configs outside the checkout (REPROREC_CONF_PATH), help, the sweep summary.
 
 ``make wheel-check`` (CI) installs the built wheel in a fresh venv and runs a sweep, a user model and
 a report from an empty folder; these tests pin the registry rules it relies on.
@@ -51,3 +51,39 @@ def test_a_user_model_may_not_take_a_registered_name_nor_a_missing_folder(
 
 def test_the_checkout_is_recognised() -> None:
     assert in_checkout()  # the tests run from a checkout; the wheel's fallback is make wheel-check's
+
+
+def test_help_explains_itself_with_examples_and_the_config_groups() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.cli.sweep", "--help"], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert out.startswith("reprorec: one benchmark cell")
+    assert "reprorec -m experiment=default dry_run=true" in out
+    assert "model: bpr, ease," in out and "experiment/dacrema: cmn_citeulike" in out
+    assert "powered by Hydra" not in out
+
+
+def test_the_end_of_sweep_summary_lists_cells_best_first() -> None:
+    from benchmark.cli.sweep import summary_table
+
+    outcomes = [
+        {
+            "name": "toppop · d · seed 0",
+            "status": "skipped",
+            "test_metrics": {"test/ndcg_at_10": 0.22},
+            "seconds": 0.1,
+        },
+        {"name": "x · d · seed 0", "status": "failed", "seconds": 1.0},
+        {
+            "name": "ease · d · seed 0",
+            "status": "finished",
+            "test_metrics": {"test/ndcg_at_10": 0.44},
+            "seconds": 3.2,
+        },
+    ]
+    lines = summary_table(outcomes, "ndcg_at_10").splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["ease", "toppop", "x"]
+    assert lines[1].split()[-2:] == ["0.4400", "3.2"] and lines[3].split()[-2] == "–"
