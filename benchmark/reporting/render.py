@@ -279,7 +279,15 @@ def bibtex(doc: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- Markdown
 
 
-def markdown(doc: dict[str, Any]) -> str:
+FIGURE_TITLES = {
+    "cutoffs": "metric vs cutoff",
+    "cost": "accuracy vs cost",
+    "tuning": "best-so-far tuning curves",
+}
+
+
+def markdown(doc: dict[str, Any], figures: dict[str, list[str]] | None = None) -> str:
+    """The report as Markdown (``figures``: the SVG figures written per table slug, linked)."""
     lines = [
         f"<!-- {header_line(doc)} -->",
         f"# {doc['title']}",
@@ -320,6 +328,9 @@ def markdown(doc: dict[str, Any]) -> str:
                 for r in t["rows"]
             ]
             lines += [*_md_table(["Model"] + [c["label"] for c in cols], rows), ""]
+        if figures and figures.get(t["slug"]):
+            links = [f"[{FIGURE_TITLES.get(n, n)}](figures/{t['slug']}-{n}.svg)" for n in figures[t["slug"]]]
+            lines += ["Figures (SVG): " + " · ".join(links), ""]
         if t["missing_columns"]:
             lines += [f"Not logged by any run (no column): {', '.join(t['missing_columns'])}.", ""]
         for n in t["notes"]:

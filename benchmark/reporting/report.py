@@ -328,9 +328,11 @@ def build_document(
 
 def render_all(doc: dict[str, Any]) -> dict[str, str]:
     """Every output file's text (done fully before anything touches the destination)."""
-    figs = {t["slug"]: plots.table_plots(t) for t in doc["tables"]}
+    both = {t["slug"]: plots.table_figures(t) for t in doc["tables"]}
+    figs = {slug: {name: png for name, (png, _svg) in f.items()} for slug, f in both.items()}
+    svgs = {f"figures/{slug}-{name}.svg": svg for slug, f in both.items() for name, (_png, svg) in f.items()}
     return {
-        "README.md": render.markdown(doc),
+        "README.md": render.markdown(doc, figures={slug: list(f) for slug, f in both.items()}),
         "leaderboard.tex": render.latex(doc),
         "report.html": render.html_page(doc, figs),
         "leaderboard.csv": render.leaderboard_csv(doc),
@@ -339,6 +341,7 @@ def render_all(doc: dict[str, Any]) -> dict[str, str]:
         )
         + "\n",
         "CITATION.bib": render.bibtex(doc),
+        **svgs,  # vector figures for papers (the HTML page embeds the same figures as 200 dpi PNG)
     }
 
 
@@ -453,6 +456,7 @@ def generate_report(
     with atomic_dir(out_dir) as tmp:
         tmp.chmod(0o755)  # mkdtemp makes it private; a report is meant to be read
         for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text, encoding="utf-8")
     return out_dir
 

@@ -174,7 +174,8 @@ def test_failing_renderer_leaves_previous_report_intact(planted_store, tmp_path,
     uri, _ = planted_store
     out = tmp_path / "rep"
     generate_report(uri, out_dir=out, cutoffs=(10,), n_resamples=99)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert any(p.parts[0] == "figures" for p in before)  # the SVG figures too
 
     def boom(doc):
         raise RuntimeError("renderer crashed")
@@ -182,7 +183,7 @@ def test_failing_renderer_leaves_previous_report_intact(planted_store, tmp_path,
     monkeypatch.setattr(render_mod, "latex", boom)
     with pytest.raises(RuntimeError, match="renderer crashed"):
         generate_report(uri, out_dir=out, cutoffs=(5, 10), n_resamples=99)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # no temporary folder left behind
 
 
