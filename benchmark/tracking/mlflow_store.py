@@ -208,15 +208,20 @@ class Tracker:
         *,
         tags: Mapping[str, Any],
         parent_run_id: str | None = None,
+        start_time_ms: int | None = None,
     ) -> str:
         all_tags = {k: str(v) for k, v in tags.items()}
         if parent_run_id:
             all_tags[schema.PARENT_RUN_ID] = parent_run_id
-        run = _retry(lambda: self.client.create_run(experiment_id, run_name=name, tags=all_tags))
+        run = _retry(
+            lambda: self.client.create_run(
+                experiment_id, run_name=name, tags=all_tags, start_time=start_time_ms
+            )
+        )
         return str(run.info.run_id)
 
-    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        _retry(lambda: self.client.set_terminated(run_id, status=status))
+    def end_run(self, run_id: str, status: str = "FINISHED", *, end_time_ms: int | None = None) -> None:
+        _retry(lambda: self.client.set_terminated(run_id, status=status, end_time=end_time_ms))
 
     def set_running(self, run_id: str) -> None:
         _retry(lambda: self.client.update_run(run_id, status="RUNNING"))

@@ -95,6 +95,7 @@ TUNING_INTERRUPTED_SECONDS = "time/tuning_interrupted_s"  # trials abandoned by 
 TUNING_WALL_SECONDS = "time/tuning_wall_s"  # wall clock of the last process's tuning
 FIT_SECONDS = "time/fit_s"
 EVAL_SECONDS = "time/eval_s"
+WARMUP_SECONDS = "time/warmup_s"  # the process's one-off kernel loading, kept out of the trials' cost
 CPU_SECONDS = "time/cpu_s"  # CPU time (user + system) of the cell's process and its ended children
 PEAK_MEMORY_MB = "memory/peak_rss_mb"
 N_USERS_EVALUATED = "test/n_users_evaluated"

@@ -63,7 +63,10 @@ class CellOutcome:
 
 def run_prepared(p: PreparedCell, recorder: CellRecorder, resolved_config: str | None) -> dict[str, float]:
     """The protocol of a prepared cell whose run exists: tune, refit, test, record."""
+    from benchmark.evaluation.evaluator import warm_up  # lazily: a skipped cell never imports torch
+
     recorder.setup(p)
+    recorder.warmup_seconds = warm_up()  # not charged to the first trial of the process's first cell
     tuning: TuningResult | None = None
     if p.config.tuner.name != "none":
         with WorkerPool(p, recorder) as pool:

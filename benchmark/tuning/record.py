@@ -14,6 +14,7 @@ import json
 import resource
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -85,6 +86,7 @@ class CellRecorder:
         self.tuning_evaluator: dict[str, Any] | None = None
         self.test_evaluations = 0
         self._cpu_start = cpu_seconds()
+        self.warmup_seconds = 0.0
 
     # ------------------------------------------------------------------ the run
     def start(self, cell_key: str | None, *, owned: bool = True) -> str:
@@ -164,8 +166,15 @@ class CellRecorder:
                 tags[S.WORKER] = rec.worker
             if rec.packed:
                 tags[S.PACKED] = "true"
+            # The trial ran before it is logged: its run spans the trial's fit + validation time
+            # (ending now), not the few milliseconds of logging.
+            end_ms = int(time.time() * 1000)
             run_id = tracker.start_run(
-                experiment_id, f"trial {rec.number}", tags=tags, parent_run_id=cell_run_id
+                experiment_id,
+                f"trial {rec.number}",
+                tags=tags,
+                parent_run_id=cell_run_id,
+                start_time_ms=end_ms - round(rec.fit_seconds * 1000),
             )
             metrics = {f"{S.VAL_PREFIX}{k}": v for k, v in rec.val_metrics.items()}
             metrics["time/fit_s"] = rec.fit_seconds
@@ -179,7 +188,7 @@ class CellRecorder:
             )
             if rec.error:
                 tracker.log_text(run_id, rec.error, S.ART_TRACEBACK)
-            tracker.end_run(run_id, "FAILED" if rec.state == "failed" else "FINISHED")
+            tracker.end_run(run_id, "FAILED" if rec.state == "failed" else "FINISHED", end_time_ms=end_ms)
 
         return log_trial
 
@@ -205,6 +214,7 @@ class CellRecorder:
         metrics[S.EVAL_SECONDS] = eval_seconds
         metrics[S.PEAK_MEMORY_MB] = peak_rss_mb()
         metrics[S.CPU_SECONDS] = cpu_seconds() - self._cpu_start
+        metrics[S.WARMUP_SECONDS] = self.warmup_seconds
         params: dict[str, Any] = {f"{S.PARAM_PREFIX_MODEL}{k}": v for k, v in model_params.items()}
         tags: dict[str, Any] = {}
         if tuning is not None:

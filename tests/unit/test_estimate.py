@@ -23,6 +23,13 @@ def test_dry_run_estimates_from_the_store_and_runs_nothing(work: Path) -> None: 
     run = MlflowClient(tracking_uri=uri).get_run(done.run_id)
     m = run.data.metrics
     assert 0 < m[S.CPU_SECONDS] < 600  # the cell's CPU time is logged
+    assert S.WARMUP_SECONDS in m  # the kernels' one-off loading, outside the trials
+    trials = MlflowClient(tracking_uri=uri).search_runs(
+        [run.info.experiment_id], filter_string=f"tags.`{S.RUN_TYPE}` = '{S.RUN_TYPE_TRIAL}'"
+    )
+    assert len(trials) == 3
+    for t in trials:  # a trial run spans its fit + validation, not the milliseconds of logging it
+        assert t.info.end_time - t.info.start_time == round(t.data.metrics["time/fit_s"] * 1000)
 
     cells = [
         compose(work / "conf", *FAST, "model=ease", "tuner.n_trials=3", f"tracking.uri={uri}"),  # the same
