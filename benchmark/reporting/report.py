@@ -159,7 +159,10 @@ def _table_doc(t: Leaderboard) -> dict[str, Any]:
         if math.isfinite(r.p_value)
     ]
     metric_names = {c.metric for c in t.columns}
-    proto_defs = t.card.get("protocol_json", {}).get("metric_definitions", {})
+    proto = t.card.get("protocol_json", {})
+    # the evaluator's own definitions (logged with every cell), else the older top-level key
+    settings = (proto.get("evaluation") or {}).get("settings") or {}
+    proto_defs = settings.get("metric_definitions") or proto.get("metric_definitions", {})
     defs = {
         m: (
             proto_defs.get(m)
