@@ -168,6 +168,29 @@ def _card_items(card: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+PROTOCOL_HEADER = [
+    "Model",
+    "Tuner",
+    "Trials",
+    "Random start",
+    "Pruner",
+    "Pack",
+    "Early stopping",
+    "Refit",
+    "Pinned",
+]
+
+
+def _protocol_rows(table: dict[str, Any]) -> list[list[str]]:
+    """One row per model: how it was tuned and refit (reports made before this table: none)."""
+    keys = ("tuner", "trials", "random_start", "pruner", "pack_size", "early_stopping", "refit", "pinned")
+    return [
+        [r["model"], *(str(r["protocol"].get(k, "–")) for k in keys)]
+        for r in table["rows"]
+        if r.get("protocol")
+    ]
+
+
 def _cost_rows(table: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in table["rows"]:
@@ -347,6 +370,8 @@ def markdown(doc: dict[str, Any], figures: dict[str, list[str]] | None = None) -
             lines += ["### Published vs reproduced", "", _reproduction_text(t), ""]
             lines += [*_md_table(REF_HEADER, _ref_rows(t)), ""]
         lines += ["### Tuning parity and cost", "", *_md_table(COST_HEADER, _cost_rows(t)), ""]
+        if _protocol_rows(t):
+            lines += ["### Protocol per model", "", *_md_table(PROTOCOL_HEADER, _protocol_rows(t)), ""]
         lines += ["### Protocol card", ""] + [f"- **{k}**: {v}" for k, v in _card_items(t["card"])] + [""]
         if t["metric_definitions"]:
             lines += ["Metric definitions:", ""] + [
@@ -738,6 +763,8 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
                     f'<h3>{title}</h3><img class="plot" alt="{_h(title)}" src="data:image/png;base64,{png}">'
                 )
         out.append("<h3>Tuning parity and cost</h3>" + _html_table(COST_HEADER, _cost_rows(t)))
+        if _protocol_rows(t):
+            out.append("<h3>Protocol per model</h3>" + _html_table(PROTOCOL_HEADER, _protocol_rows(t)))
         out.append(
             "<h3>Protocol card</h3><dl>"
             + "".join(f"<dt><b>{_h(k)}</b></dt><dd>{_h(v)}</dd>" for k, v in _card_items(t["card"]))

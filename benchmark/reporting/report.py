@@ -145,6 +145,7 @@ def _table_doc(t: Leaderboard) -> dict[str, Any]:
                 "cost": r.cost,
                 "curves": r.curves,
                 "untuned": r.untuned,
+                "protocol": r.protocol,
                 "provenance": prov,
             }
         )

@@ -109,6 +109,7 @@ class Row:
     cost: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)  # seed -> best-so-far per trial
     untuned: bool = False  # ran one configuration although its registry entry has a search space
+    protocol: dict[str, str] = field(default_factory=dict)  # this row's tuning protocol (_row_protocol)
 
     @property
     def seeds(self) -> list[str]:
@@ -291,6 +292,36 @@ def _best_so_far(trials: pd.DataFrame | None) -> list[float]:
     return np.maximum.accumulate(v).tolist() if v.size else []
 
 
+def _stopping_text(logged: str) -> str:
+    """``{"every": 5, "patience": 5}`` -> ``validated every 5 epochs, patience 5``."""
+    try:
+        d = json.loads(logged)
+        return f"validated every {d['every']} epochs, patience {d['patience']}"
+    except (ValueError, KeyError, TypeError):
+        return logged
+
+
+def _row_protocol(runs: Sequence[CellRun]) -> dict[str, str]:
+    """How this row's cells were tuned and refit, from their logged parameters (one value per
+    setting, or all values joined when the seeds differ)."""
+
+    def one(key: str, default: str = "") -> str:
+        return " / ".join(sorted({r.params.get(key, default) for r in runs} - {""})) or "–"
+
+    epochs = sorted({r.params.get(S.PARAM_BEST_EPOCH, "") for r in runs} - {""})
+    stopping = sorted({r.params.get(S.PARAM_EARLY_STOPPING, "") for r in runs} - {""})
+    return {
+        "tuner": " / ".join(sorted({r.tags.get(S.TUNER, "") for r in runs} - {""})) or "–",
+        "trials": one(S.PARAM_N_TRIALS),
+        "random_start": one(S.PARAM_N_RANDOM),
+        "pruner": one(S.PARAM_PRUNER, "none"),
+        "pack_size": one(S.PARAM_PACK_SIZE, "1"),
+        "early_stopping": " / ".join(_stopping_text(x) for x in stopping) if epochs else "–",
+        "refit": "train + validation" + (f", {' / '.join(epochs)} epochs" if epochs else ""),
+        "pinned": one(S.PARAM_PINNED),
+    }
+
+
 def _cost(runs: Sequence[CellRun]) -> dict[str, float]:
     names = {
         "trials_complete": S.N_TRIALS_DONE,
@@ -441,6 +472,7 @@ def _fill_row(row: Row, columns: Sequence[Column], table_key: tuple[str, ...], n
     skipped = [r.metrics[S.N_USERS_SKIPPED] for r in row.runs if S.N_USERS_SKIPPED in r.metrics]
     row.n_users_skipped = round(float(np.mean(skipped))) if skipped else None
     row.cost = _cost(row.runs)
+    row.protocol = _row_protocol(row.runs)
     row.untuned = _registry_space_size(row.model) > 0 and any(not _searched(r) for r in row.runs)
     row.curves = {r.seed: _best_so_far(r.trials) for r in row.runs if r.trials is not None}
 

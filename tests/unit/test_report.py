@@ -527,3 +527,24 @@ def test_bibtex_is_latex_safe_p_values_below_float_range_are_bounds_and_the_tie_
     md = (tmp_path / "r" / "README.md").read_text()
     assert "- **Tie rule**: random" in md and "Tie rule**: default" not in md
     assert _p(0.0) == "< 1e-300" and _p(2e-5) == "2.00e-05"
+
+
+def test_every_row_states_its_own_tuning_protocol(planted_report, tmp_path):
+    from benchmark.reporting.tables import _row_protocol, _stopping_text
+
+    rows = planted_report["tables"][0]["rows"]
+    assert all(set(r["protocol"]) >= {"tuner", "trials", "pruner", "pack_size", "refit"} for r in rows)
+    assert all(r["protocol"]["refit"].startswith("train + validation") for r in rows)
+    assert _stopping_text('{"every": 5, "patience": 3}') == "validated every 5 epochs, patience 3"
+
+    class Run:  # two seeds that disagree show both values, an iterative model its refit epochs
+        def __init__(self, trials: str, epochs: str) -> None:
+            self.params = {
+                "tuning.n_trials": trials,
+                "tuning.best_epoch": epochs,
+                "tuning.early_stopping": "{}",
+            }
+            self.tags = {"reprorec.tuner": "optuna"}
+
+    p = _row_protocol([Run("50", "15"), Run("20", "30")])  # type: ignore[list-item]
+    assert p["trials"] == "20 / 50" and p["refit"] == "train + validation, 15 / 30 epochs"
