@@ -39,8 +39,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -51,13 +49,11 @@ import scipy.sparse as sp
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import DataError
+from benchmark.io import atomic_dir
 from benchmark.models import ModelTags, Param, Recommender
-from benchmark.registry import EXTERNAL
 
 #: The export format written by :func:`export_split` (``split.json``'s ``format``).
 SPLIT_FORMAT = "reprorec-split/1"
-#: The family of external cells in the leaderboards.
-FAMILY = EXTERNAL
 #: Columns of a recommendation file: both id columns, and exactly one of the order columns.
 ID_COLUMNS = ("user", "item")
 ORDER_COLUMNS = ("rank", "score")
@@ -203,8 +199,6 @@ class ExternalRecommendations(Recommender):
         n_users, n_items = train.shape
         self.positions_ = sp.csr_matrix((position, (users, items)), shape=(n_users, n_items))
         self.positions_.sort_indices()
-        self.order_column_ = column
-        self.n_rows_ = len(frame)
         self.n_items_ = n_items
         # Float32 represents every position up to 2**24 exactly; the floor is below all of them.
         self.floor_ = -float(position.max() + 1.0) if len(position) else -1.0
@@ -247,9 +241,6 @@ class RecommendationCheck:
     shortest_list: int
     list_length_needed: int
 
-    def to_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
 
 def check_recommendations(
     model: ExternalRecommendations, evaluator: Any, *, file: str
@@ -277,13 +268,10 @@ def check_recommendations(
     excluded = lists.multiply(evaluator.excluded(users)).tocsr()
     n_excluded = int(excluded.nnz)
     if n_excluded and not model.drop_invalid:
-        r, c = excluded.nonzero()
-        pairs = ", ".join(
-            f"({test.user_ids[users[a]]!r}, {test.item_ids[b]!r})" for a, b in list(zip(r, c))[:_SHOW]
-        )
         raise DataError(
             f"{file}: {n_excluded} recommended (user, item) pair(s) are the user's train/validation items, "
-            f"which the evaluator never ranks: {pairs}; remove them, or pass --drop-invalid"
+            f"which the evaluator never ranks: {_pairs(test, users, excluded)}; remove them, or pass "
+            "--drop-invalid"
         )
     lists = (lists - excluded).tocsr()
     lists.eliminate_zeros()
@@ -294,20 +282,13 @@ def check_recommendations(
         outside.eliminate_zeros()
         n_outside = int(outside.nnz)
         if n_outside and not model.drop_invalid:
-            r, c = outside.nonzero()
-            pairs = ", ".join(
-                f"({test.user_ids[users[a]]!r}, {test.item_ids[b]!r})" for a, b in list(zip(r, c))[:_SHOW]
-            )
             raise DataError(
                 f"{file}: {n_outside} recommended (user, item) pair(s) are not among the user's candidates "
-                f"of this sampled protocol (candidates.tsv of the exported split): {pairs}; remove them, "
-                "or pass --drop-invalid"
+                f"of this sampled protocol (candidates.tsv of the exported split): "
+                f"{_pairs(test, users, outside)}; remove them, or pass --drop-invalid"
             )
         lists = lists.multiply(ranked).tocsr()
-        available = np.diff(ranked.indptr)
-    else:
-        available = test.n_items - np.diff(evaluator.excluded(users).indptr)
-    need = np.minimum(evaluator.max_k, available)
+    need = list_lengths(evaluator, users, ranked)
     length = np.diff(lists.indptr)
     short = np.flatnonzero(length < need)
     if len(short):
@@ -325,6 +306,25 @@ def check_recommendations(
         dropped_not_candidates=n_outside,
         shortest_list=int(length.min()) if len(length) else 0,
         list_length_needed=int(need.max()) if len(need) else 0,
+    )
+
+
+def list_lengths(evaluator: Any, users: np.ndarray, ranked: sp.csr_matrix | None) -> np.ndarray:
+    """The list length each user needs: the longest cutoff, or fewer when fewer items can be ranked
+    (the user's candidates in a sampled protocol, else the items that are not excluded)."""
+    available = (
+        np.diff(ranked.indptr)
+        if ranked is not None
+        else evaluator.n_items - np.diff(evaluator.excluded(users).indptr)
+    )
+    return np.minimum(evaluator.max_k, available)
+
+
+def _pairs(test: InteractionMatrix, users: np.ndarray, matrix: sp.csr_matrix) -> str:
+    """The first offending (user id, item id) pairs of a ``[len(users), n_items]`` matrix."""
+    r, c = matrix.nonzero()
+    return ", ".join(
+        f"({test.user_ids[users[a]]!r}, {test.item_ids[b]!r})" for a, b in list(zip(r, c))[:_SHOW]
     )
 
 
@@ -347,7 +347,8 @@ def export_split(
     """Write a prepared cell's split (see the module docstring) into ``out_dir``; return the manifest.
 
     ``out_dir`` must not exist or be empty. The files are written into a temporary folder beside it
-    and moved into place at the end, so an interrupted export leaves nothing half-written.
+    and moved into place at the end (:func:`benchmark.io.atomic_dir`), so an interrupted export
+    leaves nothing half-written.
 
     Args:
         prepared: the :class:`benchmark.tuning.prepare.PreparedCell` whose split is exported.
@@ -358,18 +359,12 @@ def export_split(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out.name}: the export folder exists and is not empty; choose a new one")
-    out.parent.mkdir(parents=True, exist_ok=True)
     split = prepared.split
     cfg = prepared.config
     users = np.asarray(evaluator.users, dtype=np.int64)
     ranked = evaluator.ranked_items(users)
-    available = (
-        np.diff(ranked.indptr)
-        if ranked is not None
-        else split.test.n_items - np.diff(evaluator.excluded(users).indptr)
-    )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the export is meant to be read
         files: dict[str, Any] = {}
         parts = {"train": split.train, "validation": split.validation, "test": split.test}
         for part, matrix in parts.items():
@@ -380,7 +375,7 @@ def export_split(
                 {
                     "user": split.test.user_ids[users],
                     "n_test_items": evaluator.n_relevant[users],
-                    "list_length": np.minimum(evaluator.max_k, available),
+                    "list_length": list_lengths(evaluator, users, ranked),
                 }
             ),
             tmp / "users.tsv",
@@ -417,12 +412,6 @@ def export_split(
             },
         }
         (tmp / "split.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -101,8 +101,8 @@ def external_config(args: argparse.Namespace) -> tuple[Any, Any]:
     from omegaconf import OmegaConf, open_dict
 
     from benchmark.cli.sweep import to_config
-    from benchmark.external import FAMILY, check_name, file_sha256
-    from benchmark.registry import ModelSpec, model_specs
+    from benchmark.external import check_name, file_sha256
+    from benchmark.registry import EXTERNAL, ModelSpec, model_specs
 
     name = check_name(args.name, set(model_specs()))
     if not args.file.is_file():
@@ -113,7 +113,7 @@ def external_config(args: argparse.Namespace) -> tuple[Any, Any]:
             ModelSpec(
                 name=name,
                 cls="benchmark.external.ExternalRecommendations",
-                family=FAMILY,
+                family=EXTERNAL,
                 search_space={},
                 params={
                     "path": _shown_path(args.file),
@@ -146,22 +146,31 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def checked_cell(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(DictConfig, Config, PreparedCell, RecommendationCheck) of a file that passed every check.
+
+    The checks need the evaluator (its users, exclusions and candidates): they run before the cell
+    exists, so a refused file leaves no run behind; the prepared cell is then run as it is.
+    """
+    from benchmark.external import ExternalRecommendations, check_recommendations
+    from benchmark.tuning.prepare import evaluator_on_test, prepare_cell
+
+    cfg, config = external_config(args)
+    prepared = prepare_cell(config)
+    model = ExternalRecommendations(**config.model.params).fit(prepared.split.train_full)
+    found = check_recommendations(model, evaluator_on_test(prepared), file=args.file.name)
+    return cfg, config, prepared, found
+
+
 def _score(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from benchmark.external import ExternalRecommendations, check_recommendations
     from benchmark.portable import portable_text
     from benchmark.redaction import redact_text
     from benchmark.tracking import provenance
     from benchmark.tuning.cell import run_cell
-    from benchmark.tuning.prepare import evaluator_on_test, prepare_cell
 
-    cfg, config = external_config(args)
-    # The checks need the evaluator (its users, exclusions and candidates): they run before the
-    # cell exists, so a refused file leaves no run behind.
-    prepared = prepare_cell(config)
-    model = ExternalRecommendations(**config.model.params).fit(prepared.split.train_full)
-    found = check_recommendations(model, evaluator_on_test(prepared), file=args.file.name)
+    cfg, config, prepared, found = checked_cell(args)
     print(
         f"[reprorec] {args.file.name}: {found.users_evaluated} users evaluated, {found.users_ignored} listed "
         f"users ignored (no test items), dropped {found.dropped_excluded} seen and "
@@ -170,7 +179,9 @@ def _score(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     resolved = portable_text(redact_text(OmegaConf.to_yaml(cfg, resolve=True)), cwd=Path.cwd())
-    outcome = run_cell(config, resolved_config=resolved, command=redact_text(provenance.command_line()))
+    outcome = run_cell(
+        config, resolved_config=resolved, command=redact_text(provenance.command_line()), prepared=prepared
+    )
     if outcome.status == "failed":
         last = (outcome.error or "").strip().splitlines()[-1:] or ["?"]
         print(f"[reprorec] FAILED {outcome.name}: {last[0]}", file=sys.stderr)

@@ -107,12 +107,12 @@ def registered_models(selection: str) -> str:
     experiment sweeping over this list runs a model added as one module + one YAML without edits.
     Named variants (``variant_of``, e.g. ``itemknn_cosine``) are left out: their base model runs.
     """
-    from benchmark.registry import COMPARED_FAMILIES, FAMILIES, model_specs
+    from benchmark.registry import COMPARED_FAMILIES, EXTERNAL, FAMILIES, model_specs
 
     choices = {
         "baselines": [f for f in FAMILIES if f not in COMPARED_FAMILIES],
         "neural": ["neural"],
-        "all": [f for f in FAMILIES if f != "external"],
+        "all": [f for f in FAMILIES if f != EXTERNAL],
     }
     if selection not in choices:
         raise ConfigError(f"${{reprorec_models:{selection}}}: choose one of {sorted(choices)}")

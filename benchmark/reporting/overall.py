@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import DataError
+from benchmark.reporting.render import format_p
 
 #: Significance level of Friedman's test and of the Nemenyi post-hoc test.
 ALPHA = 0.05
@@ -52,7 +53,6 @@ class Table:
     tested: set[str] = field(default_factory=set)  # models with a paired test against the best baseline
     untuned: set[str] = field(default_factory=set)
     folded: dict[str, str] = field(default_factory=dict)  # base model -> the variant that stands for it
-    reference: str | None = None
 
 
 def _report_file(path: Path) -> Path:
@@ -98,7 +98,6 @@ def load_tables(paths: Sequence[Path]) -> tuple[list[Table], list[dict[str, Any]
                 marks=marks,
                 tested={r["model"] for r in rows if r.get("p_value") is not None or r.get("mark") == "ref"},
                 untuned={r["model"] for r in rows if r.get("untuned")},
-                reference=t.get("reference_model"),
             )
             _fold_variants(table, variants, best_val)
             tables.append(table)
@@ -136,9 +135,7 @@ class Overall:
     """Everything the overall page shows."""
 
     matrix: pd.DataFrame  # models x tables, NaN where a model did not run
-    complete_models: list[str]
-    complete_tables: list[str]
-    ranks: pd.DataFrame  # complete models x complete tables
+    complete_models: list[str]  # the models that ran on every table: ranked together and tested
     average_rank: pd.Series
     partial_rank: pd.Series  # models with holes: mean rank over the tables they appear in
     missing: list[tuple[str, str]]
@@ -162,7 +159,6 @@ def rank_tables(tables: Sequence[Table], *, alpha: float = ALPHA) -> Overall:
     holes = np.argwhere(matrix.isna().to_numpy())
     missing = [(str(matrix.index[i]), str(matrix.columns[j])) for i, j in holes]
     complete_models = [m for m in matrix.index if matrix.loc[m].notna().all()]
-    complete_tables = list(matrix.columns)
     ranks_all = matrix.rank(axis=0, ascending=False, method="average")  # per table, among its models
     ranks = matrix.loc[complete_models].rank(axis=0, ascending=False, method="average")
     average = ranks.mean(axis=1).sort_values()
@@ -173,9 +169,9 @@ def rank_tables(tables: Sequence[Table], *, alpha: float = ALPHA) -> Overall:
             f"{len(partial)} models are ranked over the tables they appear in, apart, and not tested"
         )
     friedman = nemenyi = cd = None
-    k, n = len(complete_models), len(complete_tables)
+    k, n = len(complete_models), len(matrix.columns)
     if k >= 3 and n >= 2:
-        block = matrix.loc[complete_models, complete_tables].T.to_numpy()  # tables x models
+        block = matrix.loc[complete_models].T.to_numpy()  # tables x models
         stat, p = stats.friedmanchisquare(*block.T)
         friedman = {"statistic": float(stat), "p_value": float(p), "k": k, "n": n, "alpha": alpha}
         import scikit_posthocs as sp
@@ -212,8 +208,6 @@ def rank_tables(tables: Sequence[Table], *, alpha: float = ALPHA) -> Overall:
     return Overall(
         matrix=matrix,
         complete_models=complete_models,
-        complete_tables=complete_tables,
-        ranks=ranks,
         average_rank=average,
         partial_rank=partial,
         missing=missing,
@@ -261,7 +255,7 @@ def cd_diagram(overall: Overall, out_stem: Path) -> list[Path]:
         color_palette=dict.fromkeys(overall.average_rank.index, "#222222"),
     )
     ax.set_title(
-        f"Average rank over {len(overall.complete_tables)} tables (1 = best); bars join models the "
+        f"Average rank over {len(overall.matrix.columns)} tables (1 = best); bars join models the "
         f"Nemenyi test does not separate (alpha = {ALPHA}, CD = {overall.critical_difference:.2f})",
         fontsize=8,
     )
@@ -274,10 +268,6 @@ def cd_diagram(overall: Overall, out_stem: Path) -> list[Path]:
         written.append(path)
     plt.close(fig)
     return written
-
-
-def _fmt_p(p: float) -> str:
-    return "< 1e-300" if p == 0 else f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
 
 
 def render_markdown(
@@ -313,14 +303,14 @@ def render_markdown(
         verdict = "reject" if f["p_value"] < f["alpha"] else "do not reject"
         out += [
             f"Friedman test over {f['n']} tables and {f['k']} models: chi2 = {f['statistic']:.2f}, "
-            f"p = {_fmt_p(f['p_value'])} ({verdict} equal ranks at alpha = {f['alpha']}); Nemenyi critical "
+            f"p = {format_p(f['p_value'])} ({verdict} equal ranks at alpha = {f['alpha']}); Nemenyi critical "
             f"difference CD = {overall.critical_difference:.2f} ranks.",
             "",
             "![critical-difference diagram](cd_diagram.svg)",
             "",
         ]
     out += ["| Model | Average rank | Tables |", "|---|---|---|"]
-    out += [f"| {m} | {r:.2f} | {len(overall.complete_tables)} |" for m, r in overall.average_rank.items()]
+    out += [f"| {m} | {r:.2f} | {len(overall.matrix.columns)} |" for m, r in overall.average_rank.items()]
     present = {str(m): int(c) for m, c in overall.matrix.notna().sum(axis=1).items()}
     for m, r in overall.partial_rank.items():
         n = present[str(m)]

@@ -32,7 +32,8 @@ def _secs(x: Any) -> str:
     return f"{x:.1f}" if x < 100 else f"{x:.0f}"
 
 
-def _p(x: Any) -> str:
+def format_p(x: Any) -> str:
+    """A p-value for a table: 4 decimals, scientific below 1e-3, a bound where it underflowed."""
     if x is None:
         return "–"
     if x == 0:  # the test's p-value underflowed: below the smallest positive double, not zero
@@ -363,7 +364,8 @@ def markdown(doc: dict[str, Any], figures: dict[str, list[str]] | None = None) -
         if t["significance"]:
             lines += [f"### Significance ({t['main_label']}, vs {t['reference_model']})", ""]
             sig = [
-                [s["model"], _p(s["p_value"]), _p(s["p_holm"]), s["mark"] or "–"] for s in t["significance"]
+                [s["model"], format_p(s["p_value"]), format_p(s["p_holm"]), s["mark"] or "–"]
+                for s in t["significance"]
             ]
             lines += [*_md_table(["Model", "p", "p (Holm)", "Mark"], sig), ""]
         if t["references"]:
@@ -728,7 +730,7 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
                 _html_table(
                     ["Model", "p", "p (Holm)", "Mark"],
                     [
-                        [s["model"], _p(s["p_value"]), _p(s["p_holm"]), s["mark"] or "–"]
+                        [s["model"], format_p(s["p_value"]), format_p(s["p_holm"]), s["mark"] or "–"]
                         for s in t["significance"]
                     ],
                 )

@@ -40,18 +40,6 @@ from benchmark.splits.split import Split
 WARN_SHARE = 0.01
 
 
-def _shared_pairs(split: Split) -> dict[str, int]:
-    parts = {"train": split.train, "validation": split.validation, "test": split.test}
-    names = [k for k, v in parts.items() if v is not None]
-    out = {}
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            pa, pb = parts[a], parts[b]
-            assert pa is not None and pb is not None
-            out[f"{a}/{b}"] = int(pa.matrix.multiply(pb.matrix).nnz)
-    return out
-
-
 def future_data(seen: InteractionMatrix, target: InteractionMatrix) -> dict[str, Any] | None:
     """How much of ``seen`` (training data) is later than the ``target`` interactions it predicts.
 
@@ -82,9 +70,21 @@ def future_data(seen: InteractionMatrix, target: InteractionMatrix) -> dict[str,
     }
 
 
+#: Audits by split fingerprint: every model of a (dataset, split, seed) run in one process shares it.
+_AUDITS: dict[str, dict[str, Any]] = {}
+
+
 def leakage_audit(split: Split) -> dict[str, Any]:
     """The audit of ``split``: shared pairs, future data of test and validation, and warnings."""
-    shared = _shared_pairs(split)
+    if split.fingerprint not in _AUDITS:
+        if len(_AUDITS) >= 8:
+            _AUDITS.clear()
+        _AUDITS[split.fingerprint] = _audit(split)
+    return dict(_AUDITS[split.fingerprint])
+
+
+def _audit(split: Split) -> dict[str, Any]:
+    shared = split.shared_pairs()
     audit: dict[str, Any] = {"shared_pairs": shared, "disjoint": not any(shared.values())}
     test = future_data(split.train_full, split.test)
     validation = future_data(split.train, split.validation) if split.validation is not None else None

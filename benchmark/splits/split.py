@@ -100,27 +100,33 @@ class Split:
         Returns ``self`` so it can be chained. Temporal guards live with the temporal splitters,
         which know their cut.
         """
-        parts = {"train": self.train, "test": self.test}
-        if self.validation is not None:
-            parts["validation"] = self.validation
-        names = list(parts)
-        for a in range(len(names)):
-            for b in range(a + 1, len(names)):
-                overlap = parts[names[a]].matrix.multiply(parts[names[b]].matrix).nnz
-                if overlap:
-                    raise LeakageError(f"{names[a]} and {names[b]} share {overlap} (user, item) interactions")
+        for pair, overlap in self.shared_pairs().items():
+            if overlap:
+                a, b = pair.split("/")
+                raise LeakageError(f"{a} and {b} share {overlap} (user, item) interactions")
         if self.test_candidates is not None:
             c = self.test_candidates.astype(np.float32)
-            for name in ("train", "validation", "test"):
-                part = parts.get(name)
-                if part is None:
-                    continue
+            for name, part in self._parts().items():
                 bad = c.multiply(part.matrix).nnz
                 if bad:
                     raise LeakageError(
                         f"test_candidates contain {bad} items that are {name} interactions of the same user"
                     )
         return self
+
+    def _parts(self) -> dict[str, InteractionMatrix]:
+        parts = {"train": self.train, "validation": self.validation, "test": self.test}
+        return {k: v for k, v in parts.items() if v is not None}
+
+    def shared_pairs(self) -> dict[str, int]:
+        """(user, item) pairs each two parts share: ``{"train/test": n, ...}`` (0 after :meth:`check`)."""
+        parts = self._parts()
+        names = list(parts)
+        return {
+            f"{a}/{b}": int(parts[a].matrix.multiply(parts[b].matrix).nnz)
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+        }
 
     def __repr__(self) -> str:
         v = f", validation={self.validation.nnz}" if self.validation is not None else ""

@@ -94,6 +94,7 @@ def run_cell(
     resolved_config: str | None = None,
     command: str | None = None,
     tracker: Tracker | None = None,
+    prepared: PreparedCell | None = None,
 ) -> CellOutcome:
     """Run (or skip) one cell and log it; never raises except on KeyboardInterrupt.
 
@@ -103,6 +104,8 @@ def run_cell(
         resolved_config: the resolved Hydra config as YAML, logged as ``config/resolved.yaml``.
         command: the command line that regenerates the sweep.
         tracker: the tracking store (default: ``cfg.tracking.uri``).
+        prepared: the cell already prepared from ``cfg`` (its data and split loaded once by a caller
+            that checked them first, as ``reprorec-score`` does).
     """
     t0 = time.perf_counter()
     name = cell_name(cfg)
@@ -120,7 +123,7 @@ def run_cell(
     key: str | None = None
     leases: LeaseTable | None = None
     try:
-        prepared = prepare_cell(cfg)
+        prepared = prepared or prepare_cell(cfg)
         key = prepared.cell_key
         if cfg.tracking.skip_finished and (done := _finished_outcome(tracker, experiment_id, name, key, t0)):
             return done

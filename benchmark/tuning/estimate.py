@@ -37,16 +37,14 @@ class CellEstimate:
 
 def _cost(run: Any, trials: int) -> tuple[float, float | None, float | None]:
     m = run.data.metrics
-    done = max(1.0, float(m.get(S.N_TRIALS_DONE, 0.0) or 0.0))
-    tuning = float(m.get(S.TUNING_SECONDS, 0.0)) / done * trials if trials else 0.0
-    seconds = tuning + float(m.get(S.FIT_SECONDS, 0.0)) + float(m.get(S.EVAL_SECONDS, 0.0))
-    cpu = m.get(S.CPU_SECONDS)
-    whole = (
-        float(m.get(S.TUNING_SECONDS, 0.0))
-        + float(m.get(S.FIT_SECONDS, 0.0))
-        + float(m.get(S.EVAL_SECONDS, 0.0))
+    done = max(1.0, float(m.get(S.N_TRIALS_DONE, 0.0)))
+    tuning, refit = (
+        float(m.get(S.TUNING_SECONDS, 0.0)),
+        float(m.get(S.FIT_SECONDS, 0.0) + m.get(S.EVAL_SECONDS, 0.0)),
     )
-    cpu_est = None if cpu is None or whole <= 0 else float(cpu) * seconds / whole
+    seconds = tuning / done * trials + refit
+    cpu = m.get(S.CPU_SECONDS)  # scaled like the wall time (runs before time/cpu_s: unknown)
+    cpu_est = None if cpu is None or tuning + refit <= 0 else float(cpu) * seconds / (tuning + refit)
     return seconds, cpu_est, m.get(S.PEAK_MEMORY_MB)
 
 
@@ -71,32 +69,30 @@ def estimate_sweep(cells: Iterable[Config], tracking_uri: str, experiment: str) 
             )
         )
     code = provenance.code_version()
+    tags = [dict(r.data.tags) for r in runs]
     out = []
     for cfg in cells:
         name = f"{cell_name(cfg)} · {cfg.split.name}"
         trials = (
             0 if cfg.tuner.name == "none" else 1 if cfg.tuner.name == "fixed" else int(cfg.tuner.n_trials)
         )
-
-        def tags(r: Any) -> dict[str, str]:
-            return dict(r.data.tags)
-
         same_model = [
-            r
-            for r in runs
-            if tags(r).get(S.MODEL) == cfg.model.name and tags(r).get(S.DATASET) == cfg.dataset.name
+            (r, t)
+            for r, t in zip(runs, tags, strict=True)
+            if t.get(S.MODEL) == cfg.model.name and t.get(S.DATASET) == cfg.dataset.name
         ]
         done = [
             r
-            for r in same_model
-            if tags(r).get(S.SPLIT) == cfg.split.name
-            and tags(r).get(S.SEED) == str(cfg.seed)
-            and tags(r).get(S.CODE_VERSION) == code
+            for r, t in same_model
+            if t.get(S.SPLIT) == cfg.split.name
+            and t.get(S.SEED) == str(cfg.seed)
+            and t.get(S.CODE_VERSION) == code
         ]
         if done:
             out.append(CellEstimate(name, trials, "skip", 0.0, 0.0, None, f"run {done[0].info.run_id}"))
             continue
-        basis = sorted(same_model, key=lambda r: tags(r).get(S.SPLIT) != cfg.split.name)
+        # the newest run of the same split first, else the newest of any split (a stable sort)
+        basis = [r for r, _ in sorted(same_model, key=lambda rt: rt[1].get(S.SPLIT) != cfg.split.name)]
         if not basis:
             out.append(CellEstimate(name, trials, "unknown"))
             continue
@@ -109,7 +105,7 @@ def estimate_sweep(cells: Iterable[Config], tracking_uri: str, experiment: str) 
                 seconds,
                 cpu,
                 rss,
-                f"run {basis[0].info.run_id} ({tags(basis[0]).get(S.SPLIT)})",
+                f"run {basis[0].info.run_id} ({basis[0].data.tags.get(S.SPLIT)})",
             )
         )
     return out

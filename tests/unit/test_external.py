@@ -189,14 +189,9 @@ def _score_in_process(file: Path, overrides: list[str], *, drop: bool = False) -
     """The checks of ``reprorec-score score`` (raising instead of exiting)."""
     import argparse
 
-    from benchmark.cli.score import external_config
-    from benchmark.tuning.prepare import evaluator_on_test, prepare_cell
+    from benchmark.cli.score import checked_cell
 
-    args = argparse.Namespace(file=file, name="x", note="", drop_invalid=drop, overrides=overrides)
-    _, config = external_config(args)
-    p = prepare_cell(config)
-    model = p.spec.build(**config.model.params).fit(p.split.train_full)
-    check_recommendations(model, evaluator_on_test(p), file=file.name)
+    checked_cell(argparse.Namespace(file=file, name="x", note="", drop_invalid=drop, overrides=overrides))
 
 
 # ----------------------------------------------------------------------------- the rules, by hand

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from benchmark.errors import ConfigError
-from benchmark.registry import ENV_CONF_PATH, hydra_searchpath_override, in_checkout, model_specs
+from benchmark.registry import ENV_CONF_PATH, hydra_searchpath_override, model_specs
 
 
 def user_model(folder: Path, name: str) -> Path:
@@ -47,10 +47,6 @@ def test_a_user_model_may_not_take_a_registered_name_nor_a_missing_folder(
     monkeypatch.setenv(ENV_CONF_PATH, str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=r"'.*nowhere' is not a folder"):
         model_specs()
-
-
-def test_the_checkout_is_recognised() -> None:
-    assert in_checkout()  # the tests run from a checkout; the wheel's fallback is make wheel-check's
 
 
 def test_help_explains_itself_with_examples_and_the_config_groups() -> None:

@@ -504,7 +504,7 @@ def test_bibtex_is_latex_safe_p_values_below_float_range_are_bounds_and_the_tie_
     import re
 
     from benchmark.evaluation.evaluator import DEFAULT_TIE_RULE
-    from benchmark.reporting.render import _p
+    from benchmark.reporting.render import format_p
     from benchmark.tracking import schema as S
 
     assert S.DEFAULT_TIE_RULE == DEFAULT_TIE_RULE
@@ -526,7 +526,7 @@ def test_bibtex_is_latex_safe_p_values_below_float_range_are_bounds_and_the_tie_
     )
     md = (tmp_path / "r" / "README.md").read_text()
     assert "- **Tie rule**: random" in md and "Tie rule**: default" not in md
-    assert _p(0.0) == "< 1e-300" and _p(2e-5) == "2.00e-05"
+    assert format_p(0.0) == "< 1e-300" and format_p(2e-5) == "2.00e-05"
 
 
 def test_every_row_states_its_own_tuning_protocol(planted_report, tmp_path):
