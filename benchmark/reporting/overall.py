@@ -243,17 +243,29 @@ def cd_diagram(overall: Overall, out_stem: Path) -> list[Path]:
     import scikit_posthocs as sp
 
     k = len(overall.complete_models)
+    # scikit-posthocs groups the crossbars in sets of labels; with model names their order would
+    # follow Python's per-process string hashing, so it draws integers (hashed as themselves) and
+    # the names are put on afterwards: the same figure in every process
+    models = list(overall.average_rank.index)
+    ranks = overall.average_rank.set_axis(range(k))
+    nemenyi = overall.nemenyi.loc[models, models].set_axis(range(k), axis=0).set_axis(range(k), axis=1)
     fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.28 * k))
-    sp.critical_difference_diagram(
-        overall.average_rank,
-        overall.nemenyi,
+    drawn = sp.critical_difference_diagram(
+        ranks,
+        nemenyi,
         ax=ax,
         alpha=ALPHA,
+        label_fmt_left="{label}",
+        label_fmt_right="{label}",
         label_props={"fontsize": 8},
         # one colour: the diagram is read through its labels, and colour-blind readers and
         # black-and-white prints see the same figure
-        color_palette=dict.fromkeys(overall.average_rank.index, "#222222"),
+        color_palette=dict.fromkeys(range(k), "#222222"),
     )
+    for text in drawn["labels"]:
+        i = int(text.get_text())
+        name, rank = models[i], float(ranks.iloc[i])
+        text.set_text(f"{name} ({rank:.2g})" if text.get_ha() == "right" else f"({rank:.2g}) {name}")
     ax.set_title(
         f"Average rank over {len(overall.matrix.columns)} tables (1 = best); bars join models the "
         f"Nemenyi test does not separate (alpha = {ALPHA}, CD = {overall.critical_difference:.2f})",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,22 @@ def test_the_page_and_its_diagram_are_written_and_regenerate_identically(tmp_pat
     b = write_overall(paths, tmp_path / "b", command="c")
     for name in ("README.md", "overall.json", "main_metric.csv", "cd_diagram.svg"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    # another process with another string-hash salt draws the same diagram (its crossbars are sets)
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from benchmark.reporting.overall import write_overall; "
+        "write_overall([Path(p) for p in sys.argv[2:]], Path(sys.argv[1]), command='c')"
+    )
+    for seed in ("1", "2"):
+        out = tmp_path / f"p{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run(
+            [sys.executable, "-c", code, str(out), *map(str, paths)], check=True, env=env, timeout=120
+        )
+        for name in ("cd_diagram.svg", "cd_diagram.pdf", "cd_diagram.png"):
+            assert (out / name).read_bytes() == (a / name).read_bytes(), (seed, name)
     assert (a / "cd_diagram.pdf").stat().st_size > 0 and (a / "cd_diagram.png").stat().st_size > 0
     doc = json.loads((a / "overall.json").read_text())
     assert doc["average_rank"]["a"] == pytest.approx(4 / 3)
