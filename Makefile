@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt pip setuptools
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[test,cluster]"
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[test,cluster,neural]"
 	touch $@
 
 venv: $(STAMP)
@@ -39,7 +39,8 @@ test-faults: venv
 
 # The wheel as a user gets it: built, installed with its dependencies in a fresh venv outside the
 # checkout, then a smoke sweep, its report and a user's own model YAML (REPROREC_CONF_PATH) run from
-# an empty folder; the configs come from the wheel's data files.
+# an empty folder; the configs come from the wheel's data files. Installed without the `neural` extra,
+# so all of it runs with torch absent (checked).
 WHEEL_DIR ?= /tmp/reprorec-wheel-check
 wheel-check: venv
 	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)/work/myconf/model
@@ -49,12 +50,15 @@ wheel-check: venv
 	printf 'name: ease_small\ncls: baselines.ease.EASE\nfamily: linear\nsearch_space: {}\nparams: {l2: 50.0}\n' \
 	  > $(WHEEL_DIR)/work/myconf/model/ease_small.yaml
 	cd $(WHEEL_DIR)/work && ../venv/bin/python -c "import benchmark; assert 'site-packages' in benchmark.__file__" \
+	  && ! ../venv/bin/python -c "import torch" 2>/dev/null \
+	  && ../venv/bin/python -c "from benchmark.registry import shipped_file as f; \
+	       assert f('reports/reference/dacrema/neumf_ml1m.csv').is_file()" \
 	  && ../venv/bin/reprorec -m experiment=smoke tracking.uri=sqlite:///mlflow.db progress=false \
 	  && REPROREC_CONF_PATH=myconf ../venv/bin/reprorec -m experiment=smoke model=ease_small seed=0 \
 	       tracking.uri=sqlite:///mlflow.db progress=false \
 	  && ../venv/bin/reprorec-report --tracking-uri sqlite:///mlflow.db --out report \
 	  && grep -q "ease_small" report/README.md && test -f report/report.json
-	@echo "wheel-check: the installed wheel ran a sweep, a user model and a report outside the checkout"
+	@echo "wheel-check: the installed wheel ran a sweep, a user model and a report outside the checkout, without torch"
 
 lint: venv
 	$(BIN)/ruff check benchmark baselines neural tests scripts

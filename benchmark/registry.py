@@ -72,6 +72,17 @@ def installed_conf() -> Path:
     return Path(sysconfig.get_path("data")) / "share" / "reprorec" / "conf"
 
 
+def shipped_file(path: str | Path) -> Path:
+    """``path`` as given when it exists (or is absolute), else the copy reprorec ships: the
+    checkout's file, or a wheel's data file under ``<prefix>/share/reprorec`` (the published
+    reference CSVs ``reports/reference/...`` that the ``dacrema/*`` experiments name)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    base = repo_root() if in_checkout() else installed_conf().parent
+    return base / p if (base / p).exists() else p
+
+
 def conf_dir() -> Path:
     """The built-in Hydra config folder: ``REPROREC_CONF``, else the checkout's ``conf/``, else the
     installed one (:func:`installed_conf`)."""
@@ -151,7 +162,14 @@ class ModelSpec:
         try:
             module = importlib.import_module(module_name)
             cls = getattr(module, cls_name)
-        except (ImportError, AttributeError) as exc:
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] == "torch":  # the core installs without torch
+                raise ConfigError(
+                    f"{self.path}: model {self.name!r} ({self.cls}) needs torch, which is not installed: "
+                    "pip install 'reprorec[neural]' (the tested version is in requirements/constraints.txt)"
+                ) from exc
+            raise ConfigError(f"{self.path}: cls {self.cls!r} cannot be imported: {exc}") from exc
+        except AttributeError as exc:
             raise ConfigError(f"{self.path}: cls {self.cls!r} cannot be imported: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, Recommender)):
             raise ConfigError(f"{self.path}: cls {self.cls!r} is not a Recommender subclass")

@@ -64,18 +64,34 @@ def thread_share(threads: int | None, workers: int) -> int:
     return max(1, cell_cpus() // max(1, workers))
 
 
+_LIMIT: dict[str, int] = {}
+
+
+def current_threads() -> int:
+    """This process's thread share: what :func:`limit_threads` set, else torch's pool size when torch
+    is loaded, else the CPUs this process may run on. (Asking torch would import it: seconds.)"""
+    if "n" in _LIMIT:
+        return _LIMIT["n"]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    return available_cpus()
+
+
 def limit_threads(n: int) -> dict[str, int]:
     """Limit this process (and the processes it starts) to ``n`` threads; returns what is logged.
 
     threadpoolctl limits the BLAS and OpenMP pools already loaded; the environment variables
-    reach libraries loaded later and child processes (SLIM's joblib workers); torch (imported by
-    the evaluator) gets ``set_num_threads``.
+    reach libraries loaded later and child processes (SLIM's joblib workers); torch, when a model
+    has loaded it, gets ``set_num_threads`` (a later import reads ``OMP_NUM_THREADS``).
     """
     from threadpoolctl import threadpool_limits
 
     for var in THREAD_ENV:
         os.environ[var] = str(n)
     threadpool_limits(limits=n)  # stays in force: the object is not used as a context here
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
+    _LIMIT["n"] = n
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
     return {"threads": n, "cpus": cell_cpus()}

@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from benchmark.tracking.mlflow_store import (
     resolve_tracking_uri,
 )
 from benchmark.tuning.cell import CellOutcome, run_cell
+from benchmark.tuning.steps import ENV_PROGRESS_LINES
 
 try:
     from hydra.experimental.callback import Callback
@@ -73,6 +75,9 @@ SWEEP_FILE = "reprorec_sweep.json"
 OWNER_FILE = ".reprorec_owner"
 OUTCOME_FILE = "cell_outcome.json"
 SUMMARY_FILE = "summary.json"
+#: The sweep's cell count and start time (``time.time()``), for every job's sweep progress line.
+ENV_SWEEP_CELLS = "REPROREC_SWEEP_CELLS"
+ENV_SWEEP_T0 = "REPROREC_SWEEP_T0"
 
 #: Outcomes of this process: single-run cells, and the summary of a multirun (read by ``main``);
 #: ``signal``: the signal that interrupted it.
@@ -185,10 +190,13 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         if any(str(v or "").split(":", 1)[0] == SERVICES for v in (config.tracking.uri, storage)):
             # jobs resolve ``services`` against the same state folder, wherever they run
             os.environ[ENV_SERVICES_DIR] = str(services_folder(str(config.tracking.uri or storage)))
+        node = OmegaConf.to_container(config.hydra.get("launcher") or {}, resolve=True)
+        launcher: dict[str, Any] = {str(k): v for k, v in node.items()} if isinstance(node, dict) else {}
         if ENV_CELL_CPUS not in os.environ:  # jobs divide these CPUs among their processes
-            launcher = OmegaConf.to_container(config.hydra.get("launcher") or {}, resolve=True)
-            items = launcher.items() if isinstance(launcher, dict) else ()
-            os.environ[ENV_CELL_CPUS] = str(cpus_per_cell({str(k): v for k, v in items}))
+            os.environ[ENV_CELL_CPUS] = str(cpus_per_cell(launcher))
+        if launcher.get("n_jobs") not in (None, 1) or launcher.get("cpus_per_task"):
+            # cells side by side (joblib) or in job logs (submitit): labelled lines, not live bars
+            os.environ[ENV_PROGRESS_LINES] = "1"
         # every cell's config, then each dataset once, before any store, run or data load
         n_cells = check_sweep(_cell_configs(config))
         print(f"[reprorec] checked {n_cells} cells: configs valid, data available", file=sys.stderr)
@@ -240,6 +248,8 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         os.environ[ENV_SWEEP_RUN_ID] = run_id
         os.environ[ENV_SWEEP_DIR] = str(sweep_dir)
         os.environ[ENV_COMMAND] = command
+        os.environ[ENV_SWEEP_CELLS] = str(n_cells)
+        os.environ[ENV_SWEEP_T0] = repr(time.time())
         atomic_write_text(
             sweep_dir / SWEEP_FILE,
             json.dumps(
@@ -541,7 +551,28 @@ def task(cfg: Any) -> dict[str, Any]:
     if outcome.status == "finished":
         shown = ", ".join(f"{k}={v:.4f}" for k, v in outcome.test_metrics.items() if "_at_10" in k)
         print(f"[reprorec] {outcome.name}: {shown} ({outcome.seconds:.1f} s)", file=sys.stderr)
+    with contextlib.suppress(KeyError, ValueError, OSError):  # not in a sweep (a single run)
+        sweep_dir, total = Path(os.environ[ENV_SWEEP_DIR]), int(os.environ[ENV_SWEEP_CELLS])
+        done = sum(1 for _ in sweep_dir.glob(f"*/{OUTCOME_FILE}"))
+        print(sweep_progress(done, total, time.time() - float(os.environ[ENV_SWEEP_T0])), file=sys.stderr)
     return result
+
+
+def sweep_progress(done: int, total: int, elapsed: float) -> str:
+    """``[reprorec] sweep: 3/12 cells done, 2m10s elapsed, ETA 6m30s``.
+
+    The ETA assumes the remaining cells go at the rate of the done ones (wall time per done cell,
+    so cells run side by side count as such; cells skipped as already done make it optimistic).
+    """
+    done = min(done, total)
+    eta = "–" if done == 0 else _duration(elapsed / done * (total - done))
+    return f"[reprorec] sweep: {done}/{total} cells done, {_duration(elapsed)} elapsed, ETA {eta}"
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    h, m = divmod(s // 60, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s" if m else f"{s}s"
 
 
 def _close_interrupted_sweep(why: str, status: str, exc: BaseException) -> None:

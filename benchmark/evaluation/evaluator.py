@@ -38,7 +38,7 @@ Hot path: every score batch is validated (shape, dtype, NaN / inf: :func:`benchm
 names the model and users). With numba installed, full ranking runs
 :func:`benchmark.evaluation.topk.fused_topk`, which checks, masks and selects the top ``max_k + 1``
 items while each row is in cache; otherwise a row-sum finiteness check, scatter masking and the
-numpy / torch two-stage top-k. Both feed the same tie handling and metrics, and the tests run both.
+numpy two-stage top-k. Both feed the same tie handling and metrics, and the tests run both.
 The fused path reads the batch's rows of the exclusion and relevance matrices in place (no per-batch
 CSR copies); tie keys are computed only for rows with equal scores, and all accuracy metrics at all
 cutoffs come from one :func:`benchmark.evaluation.metrics.accuracy_at_cutoffs` call per batch.
@@ -60,7 +60,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError, DataError, UnknownNameError
@@ -68,6 +67,7 @@ from benchmark.evaluation import metrics as M
 from benchmark.evaluation.result import EvaluationResult
 from benchmark.evaluation.topk import HAVE_NUMBA, fused_topk, member_rows, topk_desc
 from benchmark.models import batched, check_scores
+from benchmark.threads import current_threads
 
 TIE_RULES = ("random", "index", "optimistic", "pessimistic")
 DEFAULT_TIE_RULE = "random"
@@ -162,7 +162,7 @@ class Evaluator:
         name: the part evaluated (``test``, ``val``): the default prefix of
             :meth:`EvaluationResult.metrics`.
         threads: threads for masking, top-k, ties and metrics (row chunks of each score batch);
-            default ``torch.get_num_threads()`` at evaluation time, i.e. the cell's thread share
+            default :func:`benchmark.threads.current_threads` at evaluation time, i.e. the cell's thread share
             (:func:`benchmark.threads.limit_threads`). Results do not depend on it.
 
     The evaluator writes ``-inf`` into the score arrays a model returns (masking without a copy), so
@@ -352,7 +352,7 @@ class Evaluator:
         start = time.perf_counter()
         model_name = _model_name(model)
         score_fn: Callable[[np.ndarray], np.ndarray] = model.score if hasattr(model, "score") else model
-        n_threads = max(1, torch.get_num_threads() if self.threads is None else self.threads)
+        n_threads = max(1, current_threads() if self.threads is None else self.threads)
         parts: list[_BatchMeasures] = []
         # Scoring runs on the calling thread (the model's own BLAS / torch threads); what follows it
         # (check, mask, top-k, ties, metrics) is per row, so row chunks of a batch run in a thread
@@ -499,8 +499,11 @@ class Evaluator:
             s = np.array(s, dtype=np.float32, order="C")
         # A finite row sum proves the row finite (NaN / inf propagate) at a third of the cost of
         # np.isfinite; only when a sum is not finite (NaN, inf, or overflow) does check_scores decide.
-        if check_finite and not bool(torch.isfinite(torch.from_numpy(s).sum(dim=1)).all()):
-            s = check_scores(model, users, s, self.n_items)
+        if check_finite:
+            with np.errstate(over="ignore"):  # an overflowing sum is a case for check_scores, not a warning
+                finite = bool(np.isfinite(s.sum(axis=1)).all())
+            if not finite:
+                s = check_scores(model, users, s, self.n_items)
         return s
 
     def _mask(self, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -660,17 +663,22 @@ class Evaluator:
         width = max(int(n_pos.max()) if b else 1, 1)
         padded = np.full((b, width), -np.inf, dtype=np.float32)
         padded[pr, slot] = scores[pr, rel.indices]
-        ts = torch.from_numpy(scores)
-        sorted_all = torch.sort(ts, dim=1).values
-        pv = torch.from_numpy(padded)
-        n_gt = n - torch.searchsorted(sorted_all, pv, right=True).numpy()
-        n_ge = n - torch.searchsorted(sorted_all, pv).numpy()
-        sorted_pos = torch.sort(pv, dim=1).values
-        p_gt = width - torch.searchsorted(sorted_pos, pv, right=True).numpy()
-        p_ge = width - torch.searchsorted(sorted_pos, pv).numpy()
+        # Counts of scores above / equal to each positive's, in all the row and among the positives
+        # (numpy's searchsorted is one-dimensional: one call per row, on sorted copies).
+        sorted_all = np.sort(scores, axis=1)
+        sorted_pos = np.sort(padded, axis=1)
+        n_gt = np.empty((b, width), dtype=np.int64)
+        n_ge = np.empty_like(n_gt)
+        p_gt = np.empty_like(n_gt)
+        p_ge = np.empty_like(n_gt)
+        for r in range(b):
+            n_gt[r] = n - np.searchsorted(sorted_all[r], padded[r], side="right")
+            n_ge[r] = n - np.searchsorted(sorted_all[r], padded[r], side="left")
+            p_gt[r] = width - np.searchsorted(sorted_pos[r], padded[r], side="right")
+            p_ge[r] = width - np.searchsorted(sorted_pos[r], padded[r], side="left")
         above = (n_gt - p_gt)[pr, slot]
         tied = ((n_ge - n_gt) - (p_ge - p_gt))[pr, slot]
-        n_valid = torch.isfinite(ts).sum(dim=1).numpy()
+        n_valid = np.isfinite(scores).sum(axis=1)
         return M.auc_from_counts(n_valid - n_pos, above, tied, pr, b, _AUC_TIE_CREDIT[self.tie_rule])
 
     def _rec_frame(self, users: np.ndarray, items: np.ndarray, vals: np.ndarray) -> pd.DataFrame:

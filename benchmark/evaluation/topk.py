@@ -12,7 +12,7 @@ afterwards):
   runs and vectorises (a float max and an add per score); super-blocks of 8 blocks (strided the same
   way) give the threshold from a few hundred maxima, and the search for the candidates is
   branch-free (on this hot path mispredicted branches cost more than the arithmetic).
-* :func:`topk_desc` (numpy / torch): the same two-stage idea with array operations, after the
+* :func:`topk_desc` (numpy): the same two-stage idea with array operations, after the
   evaluator's separate finiteness check and masking.
 
 Why two stages are exact: with ``k`` blocks whose maxima are ``>= t``, there are ``k`` items scored
@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+
+from benchmark.threads import current_threads
 
 numba: Any
 try:  # numba ships with the test dependencies (ranx); without it the numpy path runs.
@@ -45,15 +46,21 @@ FUSED_GROUP = 8  # blocks per super-block of the fused kernel (strided)
 
 
 def topk_desc(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Values and indices of the ``k`` largest scores per row, values descending (numpy / torch)."""
+    """Values and indices of the ``k`` largest scores per row, values descending (numpy).
+
+    Among equal scores the order of the indices is unspecified (as with ``torch.topk``): the
+    evaluator's tie rule decides it afterwards.
+    """
     b, n = scores.shape
     nb = n // BLOCK
     if nb < 4 * k:
-        v, i = torch.topk(torch.from_numpy(scores), k, dim=1, sorted=True)
-        return v.numpy(), i.numpy()
+        part = np.argpartition(scores, n - k, axis=1)[:, n - k :] if k < n else np.tile(np.arange(n), (b, 1))
+        vals = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)
     main = nb * BLOCK
     blocks = scores[:, :main].reshape(b, nb, BLOCK)  # a view: no copy
-    bmax = torch.from_numpy(blocks).amax(dim=2).numpy()
+    bmax = blocks.max(axis=2)
     top_blocks = np.argpartition(bmax, nb - k, axis=1)[:, nb - k :]
     # Whole blocks are copied (numpy fancy indexing moves contiguous runs of BLOCK floats).
     cand = blocks[np.arange(b)[:, None], top_blocks].reshape(b, k * BLOCK)
@@ -377,7 +384,8 @@ def fused_topk(
         ex_rows: score row ``r`` excludes CSR row ``ex_rows[r]`` (default ``r``): lets the evaluator pass
             the whole exclusion matrix instead of slicing (copying) a batch out of it.
         threads: row chunks run in parallel (the kernel releases the GIL); default
-            ``torch.get_num_threads()``, so one setting governs scoring and evaluation.
+            this process's thread share (:func:`benchmark.threads.current_threads`), so one setting
+            governs scoring and evaluation.
 
     Returns:
         values ``[b, k]`` and indices ``[b, k]`` of the top ``k`` in no particular order, and a bool
@@ -396,7 +404,7 @@ def fused_topk(
         # Row slices are views; start / end are absolute offsets into indices.
         _fused(scores[lo:hi], start[lo:hi], end[lo:hi], indices, k, vals[lo:hi], idx[lo:hi], bad[lo:hi])
 
-    n_threads = max(1, min(torch.get_num_threads() if threads is None else threads, b // 64))
+    n_threads = max(1, min(current_threads() if threads is None else threads, b // 64))
     if n_threads == 1:
         run(0, b)
     else:

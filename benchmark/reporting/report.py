@@ -41,6 +41,7 @@ from benchmark.portable import (
     portable_text,
     portable_tracking_uri,
 )
+from benchmark.registry import shipped_file
 from benchmark.reporting import plots, render
 from benchmark.reporting.collect import Collection, ReportInputError, collect_runs
 from benchmark.reporting.reference import attach_reference, read_reference, reproduction_summary
@@ -421,7 +422,7 @@ def generate_report(
             + ", ".join(sorted({k for c in coll.cells for k in c.metrics if k.startswith(S.TEST_PREFIX)}))
         )
     if reference is not None:
-        ref = read_reference(Path(reference))
+        ref = read_reference(shipped_file(reference))
         for t in tables:
             attach_reference(t, ref)
     extra: list[str] = []

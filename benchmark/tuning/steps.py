@@ -38,12 +38,17 @@ def tune_cell(
     val_eval = evaluator_on_validation(p)
     recorder.tuning_evaluator = tuning_evaluator_audit(val_eval, p.split)
     progress = Progress(p.name, cfg.tuner.metric, cfg.progress and worker_index == 0)
+
+    def validate(model: Recommender) -> Any:
+        progress.epoch(model)  # an iterative model validates every few epochs while it trains
+        return val_eval.evaluate(model).summary
+
     try:
         return tune(
             spec,
             p.space,
             p.split.train,
-            lambda m: val_eval.evaluate(m).summary,
+            validate,
             cfg.tuner,
             seed=derive_seed(cfg.dataset.name, cfg.split.name, spec.name, cfg.seed, "tuner"),
             fixed_params=p.fixed_params,
@@ -88,31 +93,73 @@ def evaluate_on_test(p: PreparedCell, model: Recommender) -> tuple[Any, float]:
     return result, seconds
 
 
-class Progress:
-    """A live line per cell: trial i/N, best validation value, elapsed, ETA (tqdm)."""
+#: Set (to 1) by the launching process when cells run side by side or in job logs (a joblib or
+#: submitit launcher): each cell then prints plain lines labelled with its name, as live bars of
+#: several processes on one terminal would overwrite each other.
+ENV_PROGRESS_LINES = "REPROREC_PROGRESS_LINES"
+#: Fewest seconds between two plain progress lines of one cell (trial ends always print).
+LINE_INTERVAL_S = 30.0
 
-    def __init__(self, name: str, metric: str, enabled: bool) -> None:
+
+class Progress:
+    """A live line per cell: trial i/N, best validation value, the running trial's epoch, elapsed,
+    ETA (tqdm); plain labelled lines under parallel launchers (:data:`ENV_PROGRESS_LINES`)."""
+
+    def __init__(self, name: str, metric: str, enabled: bool, *, lines: bool | None = None) -> None:
+        import os
+
         self.name, self.metric, self.enabled = name, metric, enabled
+        self.lines = os.environ.get(ENV_PROGRESS_LINES) == "1" if lines is None else lines
         self.bar: Any = None
+        self.done, self.total = 0, 0
+        self.best: float | None = None
+        self.epoch_text = ""
+        self.t0 = time.monotonic()
+        self.last_line = -LINE_INTERVAL_S
+
+    def details(self) -> list[str]:
+        parts = [f"best val {self.metric}={self.best:.4f}"] if self.best is not None else []
+        return parts + ([self.epoch_text] if self.epoch_text else [])
+
+    def status(self) -> str:
+        """``trial 3/50, best val ndcg_at_10=0.4123, epoch 15/100``: what a plain line shows."""
+        return ", ".join([f"trial {self.done}/{self.total}", *self.details()])
 
     def __call__(self, done: int, total: int, best: float | None) -> None:
-        if not self.enabled:
+        self.done, self.total, self.best, self.epoch_text = done, total, best, ""
+        if self.enabled:
+            self._show(force=True)
+
+    def epoch(self, model: Any) -> None:
+        """Called at each validation of an iterative model while it trains (its epoch so far)."""
+        run, epochs = getattr(model, "epochs_run_", None), getattr(model, "epochs", None)
+        if run is None:
+            return
+        self.epoch_text = f"epoch {run}/{epochs}" if epochs else f"epoch {run}"
+        if self.enabled:
+            self._show(force=False)
+
+    def _show(self, *, force: bool) -> None:
+        if self.lines:
+            now = time.monotonic()
+            if force or now - self.last_line >= LINE_INTERVAL_S:
+                self.last_line = now
+                print(f"[reprorec] {self.name}: {self.status()} ({now - self.t0:.0f} s)", file=sys.stderr)
             return
         if self.bar is None:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(
-                total=total,
-                initial=done,
+                total=self.total,
+                initial=self.done,
                 desc=self.name,
                 unit="trial",
                 file=sys.stderr,
                 dynamic_ncols=True,
                 mininterval=0.5,
             )
-        self.bar.n = done
-        if best is not None:
-            self.bar.set_postfix_str(f"best val {self.metric}={best:.4f}", refresh=False)
+        self.bar.n = self.done
+        self.bar.set_postfix_str(", ".join(self.details()), refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

@@ -152,10 +152,12 @@ def test_benchmark_never_imports_a_model_package() -> None:
     } == set()
 
 
-def test_baselines_never_import_torch() -> None:
+def test_the_core_and_the_baselines_never_import_torch() -> None:
+    # torch is the ``neural`` extra: only the neural package may import it (tests/unit/test_torch_free.py
+    # runs the core with torch absent).
     heavy = []
     for module, path in MODULES.items():
-        if module.startswith("baselines"):
+        if module.startswith(("baselines", "benchmark")):
             tree = ast.parse(path.read_text(encoding="utf-8"))
             for node in ast.walk(tree):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else []

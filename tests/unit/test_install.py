@@ -83,3 +83,50 @@ def test_the_end_of_sweep_summary_lists_cells_best_first() -> None:
     lines = summary_table(outcomes, "ndcg_at_10").splitlines()
     assert [line.split()[0] for line in lines[1:]] == ["ease", "toppop", "x"]
     assert lines[1].split()[-2:] == ["0.4400", "3.2"] and lines[3].split()[-2] == "–"
+
+
+def test_the_sweep_progress_line_counts_cells_and_extrapolates_the_rate() -> None:
+    from benchmark.cli.sweep import sweep_progress
+
+    # 3 of 12 cells in 130 s: 130 / 3 s per cell for the 9 left = 390 s
+    assert sweep_progress(3, 12, 130.0) == "[reprorec] sweep: 3/12 cells done, 2m10s elapsed, ETA 6m30s"
+    assert sweep_progress(0, 5, 2.0) == "[reprorec] sweep: 0/5 cells done, 2s elapsed, ETA –"
+    assert sweep_progress(40, 50, 3 * 3600.0).endswith("3h00m elapsed, ETA 45m00s")
+
+
+def test_plain_progress_lines_are_labelled_and_show_the_running_epoch(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from types import SimpleNamespace
+
+    from benchmark.tuning.steps import LINE_INTERVAL_S, Progress
+
+    p = Progress("neumf · ml-100k · seed 0", "ndcg_at_10", True, lines=True)
+    p(0, 50, None)
+    p.epoch(SimpleNamespace(epochs_run_=5, epochs=100))  # within the interval: no line
+    p.last_line -= LINE_INTERVAL_S
+    p.epoch(SimpleNamespace(epochs_run_=15, epochs=100))
+    p(1, 50, 0.412345)  # a trial's end always prints, and clears the epoch
+    lines = [line.rsplit(" (", 1)[0] for line in capsys.readouterr().err.splitlines()]
+    assert lines == [
+        "[reprorec] neumf · ml-100k · seed 0: trial 0/50",
+        "[reprorec] neumf · ml-100k · seed 0: trial 0/50, epoch 15/100",
+        "[reprorec] neumf · ml-100k · seed 0: trial 1/50, best val ndcg_at_10=0.4123",
+    ]
+
+
+def test_a_shipped_reference_file_is_found_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmark.registry import repo_root, shipped_file
+    from benchmark.reporting.reference import read_reference
+
+    monkeypatch.chdir(tmp_path)  # a user's own folder: the experiment's relative path is not there
+    found = shipped_file("reports/reference/dacrema/neumf_ml1m.csv")
+    assert found == repo_root() / "reports/reference/dacrema/neumf_ml1m.csv"
+    assert any(r["model"] == "neumf" for r in read_reference(found))
+    (tmp_path / "reports/reference/dacrema").mkdir(parents=True)
+    (tmp_path / "reports/reference/dacrema/neumf_ml1m.csv").write_text("model,metric,cutoff,value,source\n")
+    assert (
+        shipped_file("reports/reference/dacrema/neumf_ml1m.csv").resolve().is_relative_to(tmp_path)
+    )  # the user's own wins

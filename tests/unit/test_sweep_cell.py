@@ -159,3 +159,34 @@ def test_protocol_pins_apply_by_name_pattern_under_the_command_line_and_never_ov
 
     assert get_model_spec("userknn_dice").effective_params()["neighbourhood"] == "knn"
     assert cfg.model.effective_params()["neighbourhood"] == "reverse_knn"
+
+
+def test_the_sqlite_skip_lookup_answers_what_mlflow_answers(tmp_path: Path) -> None:
+    # A skipped rerun reads a sqlite store without MLflow (start-up): same run, same metrics, and
+    # KILLED, deleted, other-key and trial runs are never taken for a finished cell.
+    from benchmark.tracking.mlflow_store import Tracker, finished_cell_in_sqlite
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    exp = tracker.ensure_experiment("reprorec")
+    cell = {S.RUN_TYPE: S.RUN_TYPE_CELL, S.CELL_KEY: "k1"}
+
+    def run(tags: dict[str, str], status: str, start: int, ndcg: float) -> str:
+        rid = tracker.start_run(exp, "r", tags=tags, start_time_ms=start)
+        tracker.log(rid, metrics={"test/ndcg_at_10": ndcg})
+        tracker.end_run(rid, status)
+        return rid
+
+    assert finished_cell_in_sqlite(uri, "reprorec", "k1") is None
+    old = run(cell, "FINISHED", 1000, 0.1)
+    run(cell, "KILLED", 3000, 0.9)
+    run({S.RUN_TYPE: S.RUN_TYPE_TRIAL, S.CELL_KEY: "k1"}, "FINISHED", 4000, 0.8)
+    run({**cell, S.CELL_KEY: "k2"}, "FINISHED", 5000, 0.7)
+    new = run(cell, "FINISHED", 2000, 0.3)
+    deleted = run(cell, "FINISHED", 6000, 0.6)
+    tracker.client.delete_run(deleted)
+    expected = tracker.find_finished_cell(exp, "k1")
+    assert expected.info.run_id == new != old
+    assert finished_cell_in_sqlite(uri, "reprorec", "k1") == (new, {"test/ndcg_at_10": 0.3})
+    assert finished_cell_in_sqlite(uri, "another", "k1") is None
+    assert finished_cell_in_sqlite(f"sqlite:///{tmp_path / 'none.db'}", "reprorec", "k1") is None
