@@ -150,6 +150,8 @@ class ReportConfig:
         metrics: metric names of the leaderboard columns (None: the report's defaults).
         cutoffs: cutoffs of the leaderboard columns (None: the report's defaults).
         main_metric: the column the significance tests and the "best baseline" use.
+        correction: the multiple-testing correction over each table's tests: ``holm``
+            (family-wise error rate) or ``bh`` (Benjamini-Hochberg, false discovery rate).
     """
 
     enabled: bool = True
@@ -158,6 +160,7 @@ class ReportConfig:
     metrics: list[str] | None = None
     cutoffs: list[int] | None = None
     main_metric: str | None = None
+    correction: str = "holm"
 
 
 @dataclass

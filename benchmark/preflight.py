@@ -55,6 +55,8 @@ def check_cell_config(cfg: Config) -> None:
         from benchmark.tuning.tuner import check_tuner_config
 
         check_tuner_config(cfg.tuner)
+    if cfg.report.correction not in ("holm", "bh"):  # checked before the sweep, not at its report
+        raise ConfigError(f"report.correction={cfg.report.correction!r} is not one of ['bh', 'holm']")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads={cfg.threads} must be >= 1 (or null: the cell's share of the CPUs)")
     spec = cfg.model

@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--main-metric", default=DEFAULT_MAIN_METRIC, help="column used for significance tests")
     p.add_argument("--test", choices=("wilcoxon", "ttest"), default="wilcoxon", help="paired test over users")
     p.add_argument(
+        "--correction",
+        choices=("holm", "bh"),
+        default="holm",
+        help="multiple-testing correction over each table's comparisons: holm (family-wise error "
+        "rate, default) or bh (Benjamini-Hochberg, false discovery rate)",
+    )
+    p.add_argument(
         "--split-by-fingerprint",
         action="store_true",
         help="put runs evaluated on different splits in separate tables instead of refusing them",
@@ -128,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics=args.metrics,
             main_metric=args.main_metric,
             test=args.test,
+            correction=args.correction,
             split_by_fingerprint=args.split_by_fingerprint,
             n_resamples=args.resamples,
             from_env=from_env,

@@ -16,8 +16,8 @@ every (dataset, protocol) table of the reports it is given, each on that table's
    drawn as a critical-difference diagram (models joined by a bar are not significantly different).
    Models with holes are ranked over the tables they appear in, shown apart, and not tested;
 4. **wins / ties / losses against the best baseline** of each table, from that table's own paired
-   test over users (the report's † and * marks, Holm-corrected): a win is significantly better, a
-   loss significantly worse, a tie neither.
+   test over users (the report's † and * marks, under its multiple-testing correction): a win is
+   significantly better, a loss significantly worse, a tie neither.
 
 With fewer than 3 complete models or 2 complete tables there is no test, and the page says so.
 """
@@ -304,8 +304,8 @@ def render_markdown(
         "(the tuning objective), never by test. Average ranks are over the tables where every ranked "
         "model ran; Friedman's test, then the Nemenyi post-hoc test (Demšar, JMLR 2006; scipy and "
         "scikit-posthocs). Wins / ties / losses count each table's own paired test over users against "
-        "its best baseline (Holm-corrected, as in each report); reports without those tests count as "
-        "not tested.",
+        "its best baseline (under each report's own correction, Holm unless it says otherwise); "
+        "reports without those tests count as not tested.",
         "",
         "## Average ranks",
         "",

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from benchmark.reporting.reference import summary_line
+from benchmark.reporting.stats import CORRECTIONS
 from benchmark.reporting.tables import ALPHA, MARK_BETTER, MARK_WORSE
 
 DIGITS = 4
@@ -57,6 +58,11 @@ def header_line(doc: dict[str, Any]) -> str:
     )
 
 
+def correction_label(table: dict[str, Any]) -> str:
+    """``Holm`` or ``Benjamini-Hochberg``: the table's multiple-testing correction."""
+    return CORRECTIONS[table.get("correction", "holm")][1]
+
+
 def caption(doc: dict[str, Any], table: dict[str, Any]) -> str:
     """The explanation printed with every leaderboard (marks, intervals, test, correction)."""
     test = {"wilcoxon": "Wilcoxon signed-rank test", "ttest": "paired t-test"}[table["test"]]
@@ -68,7 +74,8 @@ def caption(doc: dict[str, Any], table: dict[str, Any]) -> str:
         "each seed (it stays in the metric's range with 2 seeds, where a t interval has 1 degree of "
         "freedom); metrics without per-user values get a t interval over seeds from 3 seeds on, "
         "clipped to [0, 1], and none below; the standard deviation over seeds is in the CSV and JSON "
-        "(seed_std). Best value per column in bold.",
+        "(seed_std). The highest mean per column is in bold: a description of the means, not a "
+        "claim that it is better (only the marks below are tested, on the main metric).",
     ]
     if table["reference_model"] and table["n_tests"]:
         paired = (
@@ -79,7 +86,8 @@ def caption(doc: dict[str, Any], table: dict[str, Any]) -> str:
         parts.append(
             f"{MARK_BETTER} / {MARK_WORSE}: significantly better / worse than the best baseline "
             f"({table['reference_model']}, marked 'ref') on {table['main_label']}, {test} {paired}, "
-            f"Holm-corrected over the {table['n_tests']} comparisons of this table, alpha = {ALPHA}."
+            f"{correction_label(table)}-corrected over the {table['n_tests']} comparisons of this table, "
+            f"alpha = {ALPHA}."
         )
     elif table["reference_model"]:
         parts.append("No significance test could be made in this table (see the notes).")
@@ -364,10 +372,10 @@ def markdown(doc: dict[str, Any], figures: dict[str, list[str]] | None = None) -
         if t["significance"]:
             lines += [f"### Significance ({t['main_label']}, vs {t['reference_model']})", ""]
             sig = [
-                [s["model"], format_p(s["p_value"]), format_p(s["p_holm"]), s["mark"] or "–"]
+                [s["model"], format_p(s["p_value"]), format_p(s["p_adjusted"]), s["mark"] or "–"]
                 for s in t["significance"]
             ]
-            lines += [*_md_table(["Model", "p", "p (Holm)", "Mark"], sig), ""]
+            lines += [*_md_table(["Model", "p", f"p ({correction_label(t)})", "Mark"], sig), ""]
         if t["references"]:
             lines += ["### Published vs reproduced", "", _reproduction_text(t), ""]
             lines += [*_md_table(REF_HEADER, _ref_rows(t)), ""]
@@ -426,7 +434,7 @@ CSV_FIELDS = [
     "n_users",
     "is_best",
     "p_value",
-    "p_holm",
+    "p_adjusted",
     "mark",
     "untuned",
     "run_ids",
@@ -468,7 +476,7 @@ def leaderboard_csv(doc: dict[str, Any]) -> str:
                         "n_users": r["n_users"],
                         "is_best": c["key"] in r["bold"],
                         "p_value": r["p_value"] if main else None,
-                        "p_holm": r["p_holm"] if main else None,
+                        "p_adjusted": r["p_adjusted"] if main else None,
                         "mark": r["mark"] if main else "",
                         "untuned": bool(r.get("untuned")),
                         "run_ids": ";".join(p["run_id"] for p in r["provenance"]),
@@ -728,9 +736,9 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
             out.append(f"<h3>Significance ({_h(t['main_label'])}, vs {_h(t['reference_model'])})</h3>")
             out.append(
                 _html_table(
-                    ["Model", "p", "p (Holm)", "Mark"],
+                    ["Model", "p", f"p ({correction_label(t)})", "Mark"],
                     [
-                        [s["model"], format_p(s["p_value"]), format_p(s["p_holm"]), s["mark"] or "–"]
+                        [s["model"], format_p(s["p_value"]), format_p(s["p_adjusted"]), s["mark"] or "–"]
                         for s in t["significance"]
                     ],
                 )

@@ -140,7 +140,7 @@ def _table_doc(t: Leaderboard) -> dict[str, Any]:
                 "cells": {k: asdict(v) for k, v in r.cells.items()},
                 "bold": sorted(r.bold),
                 "p_value": r.p_value,
-                "p_holm": r.p_holm,
+                "p_adjusted": r.p_adjusted,
                 "mark": r.mark,
                 "pairing_note": r.pairing_note,
                 "cost": r.cost,
@@ -154,7 +154,7 @@ def _table_doc(t: Leaderboard) -> dict[str, Any]:
         {
             "model": r.model,
             "p_value": r.p_value,
-            "p_holm": r.p_holm,
+            "p_adjusted": r.p_adjusted,
             "mark": r.mark if r.mark in (MARK_BETTER, MARK_WORSE) else "",
         }
         for r in t.rows
@@ -191,6 +191,7 @@ def _table_doc(t: Leaderboard) -> dict[str, Any]:
         "main_label": label.get(t.main_key, t.main_key),
         "reference_model": t.reference_model,
         "test": t.test,
+        "correction": t.correction,
         "n_tests": len(sig),
         "significance": sig,
         "notes": t.notes,
@@ -362,6 +363,7 @@ def generate_report(
     metrics: Sequence[str] = DEFAULT_METRICS,
     main_metric: str = DEFAULT_MAIN_METRIC,
     test: str = "wilcoxon",
+    correction: str = "holm",
     split_by_fingerprint: bool = False,
     n_resamples: int = 2000,
     log: Any = None,
@@ -380,6 +382,8 @@ def generate_report(
         metrics: metric names of the table columns.
         main_metric: the column the significance tests use (``ndcg_at_10``).
         test: ``wilcoxon`` (default) or ``ttest``.
+        correction: multiple-testing correction over each table's comparisons: ``holm``
+            (default, family-wise error rate) or ``bh`` (Benjamini-Hochberg, false discovery rate).
         split_by_fingerprint: put runs on different splits into separate tables instead of refusing.
         n_resamples: bootstrap resamples per interval.
         log: a file for warnings (refused tables, skipped runs); default stderr.
@@ -404,6 +408,7 @@ def generate_report(
         test=test,
         split_by_fingerprint=split_by_fingerprint,
         n_resamples=n_resamples,
+        correction=correction,
     )
     for s in coll.skipped:
         print(f"reprorec-report: skipped run {s.run_id} ({s.name}): {s.reason}", file=log)
@@ -434,6 +439,8 @@ def generate_report(
         extra += ["--main-metric", main_metric]
     if test != "wilcoxon":
         extra += ["--test", test]
+    if correction != "holm":
+        extra += ["--correction", correction]
     if split_by_fingerprint:
         extra += ["--split-by-fingerprint"]
     if dashboard_url:
@@ -444,6 +451,7 @@ def generate_report(
         "cutoffs": [int(k) for k in cutoffs],
         "main_metric": main_metric,
         "test": test,
+        "correction": correction,
         "confidence": CONFIDENCE,
         "n_resamples": n_resamples,
         "split_by_fingerprint": split_by_fingerprint,

@@ -11,8 +11,11 @@
   one paired test per seed, on the users both models evaluated in that seed, combined with
   Stouffer's weighted Z (weights sqrt(users); Whitlock, J. Evol. Biol. 2005) on the one-sided
   p-values, so that a consistent direction across seeds adds up and opposite ones cancel.
-* Holm's step-down correction for the family of comparisons in one table
-  (Holm, "A simple sequentially rejective multiple test procedure", Scand. J. Statistics 1979).
+* Holm's step-down correction for the family of comparisons in one table (default; controls the
+  family-wise error rate; Holm, "A simple sequentially rejective multiple test procedure", Scand. J.
+  Statistics 1979), or Benjamini-Hochberg's step-up procedure (``bh``; controls the false discovery
+  rate under independence or positive dependence; Benjamini & Hochberg, J. R. Stat. Soc. B 1995),
+  both computed by ``statsmodels.stats.multitest.multipletests``.
 """
 
 from __future__ import annotations
@@ -198,6 +201,29 @@ def paired_test(a: np.ndarray, b: np.ndarray, test: str = "wilcoxon") -> float:
     raise ValueError(f"unknown paired test {test!r}; use 'wilcoxon' or 'ttest'")
 
 
+#: ``correction`` name -> (statsmodels ``multipletests`` method, label in reports).
+CORRECTIONS = {"holm": ("holm", "Holm"), "bh": ("fdr_bh", "Benjamini-Hochberg")}
+
+
+def adjust_pvalues(pvalues: list[float] | np.ndarray, correction: str = "holm") -> np.ndarray:
+    """Adjusted p-values of one family (same order; NaN stays NaN and is not counted in it).
+
+    Args:
+        pvalues: raw p-values; NaN marks a comparison that could not be run.
+        correction: ``holm`` (family-wise error rate) or ``bh`` (false discovery rate).
+    """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction={correction!r} is not one of {sorted(CORRECTIONS)}")
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size:
+        out[ok] = multipletests(p[ok], method=CORRECTIONS[correction][0])[1]
+    return out
+
+
 def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values (same order as the input; NaN stays NaN).
 
@@ -206,11 +232,4 @@ def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
     ``holm``, over the finite values). Rejecting where adjusted < alpha controls the family-wise
     error rate at alpha.
     """
-    from statsmodels.stats.multitest import multipletests
-
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size:
-        out[ok] = multipletests(p[ok], method="holm")[1]
-    return out
+    return adjust_pvalues(pvalues, "holm")

@@ -27,11 +27,11 @@ from benchmark.registry import COMPARED_FAMILIES, EXTERNAL, FAMILIES, get_model_
 from benchmark.reporting.collect import CellRun
 from benchmark.reporting.stats import (
     Interval,
+    adjust_pvalues,
     bootstrap_ci,
     clipped_seeds_ci,
     combined_paired_test,
     hierarchical_bootstrap_ci,
-    holm,
     paired_test,
 )
 from benchmark.seeds import derive_seed
@@ -103,7 +103,7 @@ class Row:
     n_users: int | None = None
     n_users_skipped: int | None = None
     p_value: float = math.nan
-    p_holm: float = math.nan
+    p_adjusted: float = math.nan  # by the table's correction (Holm or Benjamini-Hochberg)
     mark: str = ""
     pairing_note: str = ""
     cost: dict[str, float] = field(default_factory=dict)
@@ -127,6 +127,7 @@ class Leaderboard:
     main_key: str
     reference_model: str | None
     test: str
+    correction: str = "holm"
     notes: list[str] = field(default_factory=list)
     missing_columns: list[str] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
@@ -490,8 +491,10 @@ def _registry_space_size(model: str) -> int:
         return 0
 
 
-def _significance(rows: list[Row], main_key: str, test: str, notes: list[str]) -> str | None:
-    """Test every model against the best baseline on ``main_key``; Holm over the table."""
+def _significance(
+    rows: list[Row], main_key: str, test: str, notes: list[str], correction: str = "holm"
+) -> str | None:
+    """Test every model against the best baseline on ``main_key``; ``correction`` over the table."""
     scored = [r for r in rows if main_key in r.cells]
     baselines = [r for r in scored if r.family not in COMPARED_FAMILIES] or scored
     if not baselines:
@@ -533,9 +536,9 @@ def _significance(rows: list[Row], main_key: str, test: str, notes: list[str]) -
     for row in rows:
         if row.pairing_note:
             notes.append(f"{row.model}: no significance test ({row.pairing_note})")
-    adjusted = holm([r.p_value for r in tested])
+    adjusted = adjust_pvalues([r.p_value for r in tested], correction)
     for row, p in zip(tested, adjusted, strict=True):
-        row.p_holm = float(p)
+        row.p_adjusted = float(p)
         if p < ALPHA:
             better = row.cells[main_key].mean > ref.cells[main_key].mean
             row.mark = MARK_BETTER if better else MARK_WORSE
@@ -550,6 +553,7 @@ def _build_table(
     main_metric: str,
     test: str,
     n_resamples: int,
+    correction: str = "holm",
 ) -> Leaderboard:
     columns, missing = resolve_columns(runs, metrics, cutoffs)
     if "_at_" in main_metric and not any(c.key == main_metric for c in columns):
@@ -601,7 +605,7 @@ def _build_table(
         notes.append(f"main metric {main_metric} was not logged: no significance tests")
         ref = None
     else:
-        ref = _significance(rows, main_key, test, notes)
+        ref = _significance(rows, main_key, test, notes, correction)
     # Models with nothing to tune (an empty search space: TopPop, Random) run one trial by design;
     # a tunable model run without search (tuner=fixed or none, e.g. a paper's published
     # configuration) is not a tuned result, and the reader must not take it for one.
@@ -657,6 +661,7 @@ def _build_table(
         main_key=main_key,
         reference_model=ref,
         test=test,
+        correction=correction,
         notes=notes,
         missing_columns=missing,
         card=_card(runs),
@@ -672,6 +677,7 @@ def build_leaderboards(
     test: str = "wilcoxon",
     split_by_fingerprint: bool = False,
     n_resamples: int = 2000,
+    correction: str = "holm",
 ) -> tuple[list[Leaderboard], list[Refusal]]:
     """Group cells into comparable tables and compute every number the report shows.
 
@@ -687,7 +693,9 @@ def build_leaderboards(
         runs = groups[key]
         reason = _check_comparable(runs)
         if not reason:
-            tables.append(_build_table(runs, key, metrics, cutoffs, main_metric, test, n_resamples))
+            tables.append(
+                _build_table(runs, key, metrics, cutoffs, main_metric, test, n_resamples, correction)
+            )
             continue
         if not split_by_fingerprint:
             refused.append(Refusal(*key, reason=reason, runs=[_run_summary(r) for r in runs]))
@@ -696,7 +704,7 @@ def build_leaderboards(
         for r in runs:
             sub[(r.split_fingerprint, _signature(r))].append(r)
         for (fp, _), sruns in sorted(sub.items(), key=lambda kv: kv[0][0]):
-            t = _build_table(sruns, key, metrics, cutoffs, main_metric, test, n_resamples)
+            t = _build_table(sruns, key, metrics, cutoffs, main_metric, test, n_resamples, correction)
             t.notes.insert(0, f"split into its own table: split fingerprint {fp[:12]} ({reason})")
             t.fingerprint_suffix = fp[:12]
             tables.append(t)

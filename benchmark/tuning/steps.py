@@ -126,9 +126,10 @@ class Progress:
         return ", ".join([f"trial {self.done}/{self.total}", *self.details()])
 
     def __call__(self, done: int, total: int, best: float | None) -> None:
+        improved = best is not None and best != self.best
         self.done, self.total, self.best, self.epoch_text = done, total, best, ""
-        if self.enabled:
-            self._show(force=True)
+        if self.enabled:  # a plain line when the best value moves, at the end, or after the interval
+            self._show(force=improved or done >= total or done == 0)
 
     def epoch(self, model: Any) -> None:
         """Called at each validation of an iterative model while it trains (its epoch so far)."""

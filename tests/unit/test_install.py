@@ -106,12 +106,15 @@ def test_plain_progress_lines_are_labelled_and_show_the_running_epoch(
     p.epoch(SimpleNamespace(epochs_run_=5, epochs=100))  # within the interval: no line
     p.last_line -= LINE_INTERVAL_S
     p.epoch(SimpleNamespace(epochs_run_=15, epochs=100))
-    p(1, 50, 0.412345)  # a trial's end always prints, and clears the epoch
+    p(1, 50, 0.412345)  # a new best prints at once, and clears the epoch
+    p(2, 50, 0.412345)  # no news within the interval: no line
+    p(50, 50, 0.5)  # the last trial always prints
     lines = [line.rsplit(" (", 1)[0] for line in capsys.readouterr().err.splitlines()]
     assert lines == [
         "[reprorec] neumf · ml-100k · seed 0: trial 0/50",
         "[reprorec] neumf · ml-100k · seed 0: trial 0/50, epoch 15/100",
         "[reprorec] neumf · ml-100k · seed 0: trial 1/50, best val ndcg_at_10=0.4123",
+        "[reprorec] neumf · ml-100k · seed 0: trial 50/50, best val ndcg_at_10=0.5000",
     ]
 
 

@@ -105,12 +105,39 @@ def test_significance_vs_best_baseline_is_wilcoxon_with_holm(planted_report, pla
     for m, p, padj in zip(others, raw, adjusted):
         row = _row(planted_report, m)
         assert row["p_value"] == pytest.approx(p)
-        assert row["p_holm"] == pytest.approx(padj)
+        assert row["p_adjusted"] == pytest.approx(padj)
     # The planted structure: neumf clearly better, itemknn clearly worse, toppop indistinguishable.
     assert _row(planted_report, "neumf")["mark"] == "†"
     assert _row(planted_report, "itemknn")["mark"] == "*"
     assert _row(planted_report, "toppop")["mark"] == ""
     assert _row(planted_report, "ease")["mark"] == "ref"
+
+
+def test_benjamini_hochberg_is_an_option_and_the_report_says_so(planted_store, planted_report, tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    uri, pu = planted_store
+    out = tmp_path / "bh"
+    generate_report(uri, out_dir=out, cutoffs=(10,), n_resamples=999, correction="bh")
+    doc = json.loads((out / "report.json").read_text())
+    others = ["toppop", "itemknn", "neumf"]
+    raw = [float(stats.wilcoxon(pu[m]["ndcg_at_10"], pu["ease"]["ndcg_at_10"]).pvalue) for m in others]
+    # by hand: the i-th smallest of m p-values times m / i, a running minimum from the largest
+    order = np.argsort(raw)
+    hand = np.empty(3)
+    running = 1.0
+    for rank in range(3, 0, -1):
+        i = order[rank - 1]
+        running = min(running, raw[i] * 3 / rank)
+        hand[i] = running
+    np.testing.assert_allclose(hand, multipletests(raw, method="fdr_bh")[1])
+    for m, padj in zip(others, hand, strict=True):
+        assert _row(doc, m)["p_adjusted"] == pytest.approx(padj)
+        assert _row(doc, m)["p_value"] == pytest.approx(_row(planted_report, m)["p_value"])
+    assert doc["settings"]["correction"] == "bh" and doc["tables"][0]["correction"] == "bh"
+    md = (out / "README.md").read_text()
+    assert "Benjamini-Hochberg-corrected over the 3 comparisons" in md and "p (Benjamini-Hochberg)" in md
+    assert "--correction bh" in md  # the regenerate command keeps the option
 
 
 def test_every_format_is_written_with_header_and_marks(planted_store, planted_report, tmp_path):

@@ -1,4 +1,4 @@
-"""Statistics used by the leaderboard report: Holm correction, intervals, paired tests."""
+"""Statistics of the leaderboard report: Holm and Benjamini-Hochberg corrections, intervals, tests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from benchmark.reporting.stats import (
+    adjust_pvalues,
     bootstrap_ci,
     clipped_seeds_ci,
     combined_paired_test,
@@ -25,6 +26,22 @@ def test_holm_hand_example_four_pvalues():
     # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> running max 0.02 0.03 0.06 0.06
     adjusted = holm([0.01, 0.04, 0.03, 0.005])
     np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_benjamini_hochberg_hand_example_and_statsmodels():
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): x 4/1, 4/2, 4/3, 4/4 = 0.02, 0.02, 0.04, 0.04;
+    # running minimum from the largest: 0.02 0.02 0.04 0.04
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.01, 0.04, 0.03, 0.005]
+    np.testing.assert_allclose(adjust_pvalues(p, "bh"), [0.02, 0.04, 0.04, 0.02])
+    np.testing.assert_allclose(adjust_pvalues(p, "bh"), multipletests(p, method="fdr_bh")[1])
+    np.testing.assert_allclose(adjust_pvalues(p, "holm"), multipletests(p, method="holm")[1])
+    adjusted = adjust_pvalues([0.6, math.nan, 0.2], "bh")  # NaN is not in the family: m = 2
+    assert math.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2]], [0.6, 0.4])
+    with pytest.raises(ValueError, match="correction='bonferroni'"):
+        adjust_pvalues(p, "bonferroni")
 
 
 def test_holm_caps_at_one_and_keeps_nan_out_of_the_family():
