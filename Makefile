@@ -42,10 +42,12 @@ test-faults: venv
 # an empty folder; the configs come from the wheel's data files. Installed without the `neural` extra,
 # so all of it runs with torch absent (checked).
 WHEEL_DIR ?= /tmp/reprorec-wheel-check
+# the Python of the fresh venv (CI also runs it with each other supported version it finds)
+WHEEL_PYTHON ?= $(PYTHON)
 wheel-check: venv
 	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)/work/myconf/model
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation . -w $(WHEEL_DIR)/dist
-	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_PYTHON) -m venv $(WHEEL_DIR)/venv
 	$(WHEEL_DIR)/venv/bin/python -m pip install -q -c requirements/constraints.txt $(WHEEL_DIR)/dist/*.whl
 	printf 'name: ease_small\ncls: baselines.ease.EASE\nfamily: linear\nsearch_space: {}\nparams: {l2: 50.0}\n' \
 	  > $(WHEEL_DIR)/work/myconf/model/ease_small.yaml
