@@ -58,6 +58,12 @@ def header_line(doc: dict[str, Any]) -> str:
     )
 
 
+def adjusted_p(entry: dict[str, Any]) -> Any:
+    """A row's corrected p-value; reports written before the correction became an option call it
+    ``p_holm`` (their correction was Holm), and they still render."""
+    return entry["p_adjusted"] if "p_adjusted" in entry else entry["p_holm"]
+
+
 def correction_label(table: dict[str, Any]) -> str:
     """``Holm`` or ``Benjamini-Hochberg``: the table's multiple-testing correction."""
     return CORRECTIONS[table.get("correction", "holm")][1]
@@ -372,7 +378,7 @@ def markdown(doc: dict[str, Any], figures: dict[str, list[str]] | None = None) -
         if t["significance"]:
             lines += [f"### Significance ({t['main_label']}, vs {t['reference_model']})", ""]
             sig = [
-                [s["model"], format_p(s["p_value"]), format_p(s["p_adjusted"]), s["mark"] or "–"]
+                [s["model"], format_p(s["p_value"]), format_p(adjusted_p(s)), s["mark"] or "–"]
                 for s in t["significance"]
             ]
             lines += [*_md_table(["Model", "p", f"p ({correction_label(t)})", "Mark"], sig), ""]
@@ -476,7 +482,7 @@ def leaderboard_csv(doc: dict[str, Any]) -> str:
                         "n_users": r["n_users"],
                         "is_best": c["key"] in r["bold"],
                         "p_value": r["p_value"] if main else None,
-                        "p_adjusted": r["p_adjusted"] if main else None,
+                        "p_adjusted": adjusted_p(r) if main else None,
                         "mark": r["mark"] if main else "",
                         "untuned": bool(r.get("untuned")),
                         "run_ids": ";".join(p["run_id"] for p in r["provenance"]),
@@ -738,7 +744,7 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
                 _html_table(
                     ["Model", "p", f"p ({correction_label(t)})", "Mark"],
                     [
-                        [s["model"], format_p(s["p_value"]), format_p(s["p_adjusted"]), s["mark"] or "–"]
+                        [s["model"], format_p(s["p_value"]), format_p(adjusted_p(s)), s["mark"] or "–"]
                         for s in t["significance"]
                     ],
                 )
