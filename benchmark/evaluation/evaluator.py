@@ -662,22 +662,20 @@ class Evaluator:
         n_pos = np.diff(rel.indptr)
         width = max(int(n_pos.max()) if b else 1, 1)
         padded = np.full((b, width), -np.inf, dtype=np.float32)
-        padded[pr, slot] = scores[pr, rel.indices]
-        # Counts of scores above / equal to each positive's, in all the row and among the positives
-        # (numpy's searchsorted is one-dimensional: one call per row, on sorted copies).
-        sorted_all = np.sort(scores, axis=1)
-        sorted_pos = np.sort(padded, axis=1)
-        n_gt = np.empty((b, width), dtype=np.int64)
-        n_ge = np.empty_like(n_gt)
-        p_gt = np.empty_like(n_gt)
-        p_ge = np.empty_like(n_gt)
-        for r in range(b):
-            n_gt[r] = n - np.searchsorted(sorted_all[r], padded[r], side="right")
-            n_ge[r] = n - np.searchsorted(sorted_all[r], padded[r], side="left")
-            p_gt[r] = width - np.searchsorted(sorted_pos[r], padded[r], side="right")
-            p_ge[r] = width - np.searchsorted(sorted_pos[r], padded[r], side="left")
-        above = (n_gt - p_gt)[pr, slot]
-        tied = ((n_ge - n_gt) - (p_ge - p_gt))[pr, slot]
+        pos = scores[pr, rel.indices]
+        padded[pr, slot] = pos
+        # Counts of scores above / equal to each positive's, in all its row and among its positives:
+        # one searchsorted over all rows at once, on keys that order by (row, score).
+        q = _row_score_keys(pos, pr)
+        rows = np.arange(b)[:, None]
+        all_keys = _row_score_keys(np.sort(scores, axis=1), rows).ravel()
+        pos_keys = _row_score_keys(np.sort(padded, axis=1), rows).ravel()
+        n_gt = n - (np.searchsorted(all_keys, q, side="right") - pr * n)
+        n_ge = n - (np.searchsorted(all_keys, q, side="left") - pr * n)
+        p_gt = width - (np.searchsorted(pos_keys, q, side="right") - pr * width)
+        p_ge = width - (np.searchsorted(pos_keys, q, side="left") - pr * width)
+        above = n_gt - p_gt
+        tied = (n_ge - n_gt) - (p_ge - p_gt)
         n_valid = np.isfinite(scores).sum(axis=1)
         return M.auc_from_counts(n_valid - n_pos, above, tied, pr, b, _AUC_TIE_CREDIT[self.tie_rule])
 
@@ -692,6 +690,14 @@ class Evaluator:
                 "score": vals[rows, cols].astype(np.float32),
             }
         )
+
+
+def _row_score_keys(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """int64 keys ordered as ``(row, value)`` for float32 ``values`` (no NaN; -0.0 equals +0.0), so
+    that one sorted array of keys serves a searchsorted per row."""
+    bits = (values + np.float32(0.0)).view(np.int32).astype(np.int64)
+    order = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + (1 << 31)  # float order, in [0, 2^32)
+    return np.asarray(rows, dtype=np.int64) * (1 << 32) + order
 
 
 _WARM = {"done": False}

@@ -182,9 +182,7 @@ def _finished_in_sqlite(cfg: Config, name: str, key: str, t0: float) -> CellOutc
     found = finished_cell_in_sqlite(cfg.tracking.uri or "", cfg.tracking.experiment, key)
     if found is None:
         return None
-    run_id, metrics = found
-    print(f"[reprorec] skip {name}: already FINISHED as run {run_id} (cell key {key[:12]})", file=sys.stderr)
-    return CellOutcome(name, "skipped", run_id, key, _test_metrics(metrics), seconds=time.perf_counter() - t0)
+    return _skipped(name, key, *found, t0)
 
 
 def _finished_outcome(
@@ -194,12 +192,12 @@ def _finished_outcome(
     done = tracker.find_finished_cell(experiment_id, key)
     if done is None:
         return None
-    print(
-        f"[reprorec] skip {name}: already FINISHED as run {done.info.run_id} (cell key {key[:12]})",
-        file=sys.stderr,
-    )
-    metrics = _test_metrics(done.data.metrics)
-    return CellOutcome(name, "skipped", str(done.info.run_id), key, metrics, seconds=time.perf_counter() - t0)
+    return _skipped(name, key, str(done.info.run_id), done.data.metrics, t0)
+
+
+def _skipped(name: str, key: str, run_id: str, metrics: Mapping[str, float], t0: float) -> CellOutcome:
+    print(f"[reprorec] skip {name}: already FINISHED as run {run_id} (cell key {key[:12]})", file=sys.stderr)
+    return CellOutcome(name, "skipped", run_id, key, _test_metrics(metrics), seconds=time.perf_counter() - t0)
 
 
 def _test_metrics(metrics: Mapping[str, float]) -> dict[str, float]:

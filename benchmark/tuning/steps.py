@@ -8,6 +8,7 @@ step.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -106,8 +107,6 @@ class Progress:
     ETA (tqdm); plain labelled lines under parallel launchers (:data:`ENV_PROGRESS_LINES`)."""
 
     def __init__(self, name: str, metric: str, enabled: bool, *, lines: bool | None = None) -> None:
-        import os
-
         self.name, self.metric, self.enabled = name, metric, enabled
         self.lines = os.environ.get(ENV_PROGRESS_LINES) == "1" if lines is None else lines
         self.bar: Any = None

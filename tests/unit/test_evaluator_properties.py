@@ -210,3 +210,22 @@ def test_fused_and_numpy_paths_agree_on_wide_rows(n_users, n_items, k, n_levels,
         out.append(r)
     assert out[0].recommendations.equals(out[1].recommendations)
     assert out[0].per_user.equals(out[1].per_user)
+
+
+@SETTINGS
+@given(cases(), st.sampled_from([("optimistic", 1.0), ("pessimistic", 0.0), ("random", 0.5)]))
+def test_auc_equals_the_pairwise_definition_with_ties(case, rule_credit):
+    # AUC = share of (positive, negative) candidate pairs ranked right, a tie counting `credit`:
+    # counted pair by pair here, by sorted keys over all rows at once in the evaluator.
+    rule, credit = rule_credit
+    train, test, scores, ks, seed = case
+    r = Evaluator(test, train, ks, ["auc"], tie_rule=rule, seed=seed).evaluate(Fixed(scores))
+    seen, held = train.matrix.toarray() > 0, test.matrix.toarray() > 0
+    for u, got in zip(r.per_user["user"], r.per_user["auc"], strict=True):
+        pos = scores[u, held[u]]
+        neg = scores[u, ~held[u] & ~seen[u]]
+        if neg.size == 0:
+            assert np.isnan(got)
+            continue
+        pairs = (pos[:, None] > neg[None, :]) + credit * (pos[:, None] == neg[None, :])
+        assert got == pytest.approx(pairs.mean(), abs=1e-12)
