@@ -152,6 +152,7 @@ class ReportConfig:
         main_metric: the column the significance tests and the "best baseline" use.
         correction: the multiple-testing correction over each table's tests: ``holm``
             (family-wise error rate) or ``bh`` (Benjamini-Hochberg, false discovery rate).
+        url: where the report will be published (``https://...``): its BibTeX ``url``.
     """
 
     enabled: bool = True
@@ -161,6 +162,7 @@ class ReportConfig:
     cutoffs: list[int] | None = None
     main_metric: str | None = None
     correction: str = "holm"
+    url: str | None = None
 
 
 @dataclass

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dashboard-url", default=None, help="base URL of a running MLflow UI (rows link to runs)"
     )
+    p.add_argument(
+        "--url",
+        default=None,
+        help="where the report is published (https://...): the url of its BibTeX entry and a line "
+        "of the report; not part of what the report id covers",
+    )
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval")
     p.add_argument(
         "--overall",
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             split_by_fingerprint=args.split_by_fingerprint,
             n_resamples=args.resamples,
             from_env=from_env,
+            url=args.url,
         )
     except ReproRecError as exc:
         print(f"reprorec-report: error: {exc}", file=sys.stderr)

@@ -274,7 +274,7 @@ class SweepCallback(Callback):  # type: ignore[misc,valid-type]
         out = config.report.out_dir or str(Path("reports") / str(config.get("protocol") or "custom"))
         options = {
             key: (list(value) if key in ("metrics", "cutoffs") else value)
-            for key in ("reference", "metrics", "cutoffs", "main_metric", "correction")
+            for key in ("reference", "metrics", "cutoffs", "main_metric", "correction", "url")
             if (value := config.report.get(key)) is not None
         }
         summary = finish_sweep(

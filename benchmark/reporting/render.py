@@ -309,9 +309,16 @@ def bibtex(doc: dict[str, Any]) -> str:
         f"  version      = {{{doc['version']}}},\n"
         f"  note         = {{Report id sha256:{rid}. Regenerate with: "
         f"\\texttt{{{_tex_escape(doc['commands']['report'])}}}}},\n"
-        f"  howpublished = {{reprorec leaderboard report}}\n"
-        "}\n"
+        f"  howpublished = {{reprorec leaderboard report}}"
+        # ``url`` only where the report says where it is published: a citation never invents one
+        + (f",\n  url          = {{{url}}}" if (url := _published_url(doc)) else "")
+        + "\n}\n"
     )
+
+
+def _published_url(doc: dict[str, Any]) -> str:
+    """Where the report is published (``reprorec-report --url``); empty when it was not given."""
+    return str(doc.get("source", {}).get("url") or "")
 
 
 # ---------------------------------------------------------------- Markdown
@@ -338,6 +345,8 @@ def markdown(doc: dict[str, Any], figures: dict[str, list[str]] | None = None) -
     if doc["commands"]["sweep"]:
         lines += ["Regenerate the runs (sweep):", "", "```", doc["commands"]["sweep"], "```", ""]
     lines += ["Regenerate this report:", "", "```", doc["commands"]["report"], "```", ""]
+    if url := _published_url(doc):
+        lines += [f"Published at: <{url}>", ""]
     if doc["source"]["dashboard_url"]:
         lines += [f"Dashboard: {doc['source']['dashboard_runs_url']}", ""]
     for t in doc["tables"]:
@@ -662,7 +671,8 @@ thead th{border-bottom:2px solid #333}
 .caption{font-size:13px;color:#444;max-width:1100px}
 img{max-width:100%;border:1px solid #eee}
 code,pre{background:#f6f6f6;padding:2px 4px}
-pre{white-space:pre-wrap;overflow-wrap:anywhere}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;padding:6px 8px;line-height:1.45}
+pre code{padding:0;background:none}
 .warn{color:#a40}
 """
 
@@ -705,6 +715,8 @@ def html_page(doc: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
     ]
     if doc["commands"]["sweep"]:
         out.append(f"<p>Regenerate the runs:</p><pre><code>{_h(doc['commands']['sweep'])}</code></pre>")
+    if published := _published_url(doc):
+        out.append(f'<p>Published at: <a href="{_h(published)}">{_h(published)}</a></p>')
     if doc["source"]["dashboard_url"]:
         url = doc["source"]["dashboard_runs_url"]
         out.append(f'<p>Dashboard: <a href="{_h(url)}">{_h(url)}</a></p>')

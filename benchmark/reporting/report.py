@@ -41,6 +41,7 @@ from benchmark.portable import (
     portable_text,
     portable_tracking_uri,
 )
+from benchmark.redaction import redact_url
 from benchmark.registry import shipped_file
 from benchmark.reporting import plots, render
 from benchmark.reporting.collect import Collection, ReportInputError, collect_runs
@@ -261,6 +262,26 @@ def _run_commands(tables: list[Leaderboard]) -> str:
     return "\n".join(f"# at commit {commit or '?'}\n{cmd}" for commit, cmd in pairs)
 
 
+def check_publication_url(url: str, *, field: str = "--url") -> None:
+    """Refuse a publication URL a citation cannot carry: not ``http(s)://host/...``, with
+    whitespace or braces (they break a BibTeX field), or with credentials (``user:pass@``).
+
+    Raises:
+        ReportInputError: naming ``field`` and the value (without its credentials).
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ReportInputError(
+            f"{field}={redact_url(url)!r}: a published URL must not carry credentials (user:password@)"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ReportInputError(f"{field}={url!r} is not an http(s) URL with a host (https://host/path)")
+    if any(c.isspace() or c in "{}\\" for c in url):
+        raise ReportInputError(f"{field}={url!r} contains whitespace, a brace or a backslash")
+
+
 def build_document(
     coll: Collection,
     tables: list[Leaderboard],
@@ -270,6 +291,7 @@ def build_document(
     report_cmd: str,
     dashboard_url: str | None,
     from_env: bool = False,
+    url: str | None = None,
 ) -> dict[str, Any]:
     """The report as one JSON-able document; ``report_id`` = sha256 of its content part.
 
@@ -286,6 +308,7 @@ def build_document(
         report_cmd: the command line that regenerates the report (see :func:`report_command`).
         dashboard_url: base URL of a running MLflow UI, or None.
         from_env: the tracking URI came from ``MLFLOW_TRACKING_URI`` (see :func:`report_command`).
+        url: where the report is published (see :func:`generate_report`), or None.
 
     Returns:
         The document (content, ``report_id``, commands, source).
@@ -326,6 +349,7 @@ def build_document(
         "sweep_run_id": coll.sweep_run_id,
         "dashboard_url": dashboard_url or "",
         "dashboard_runs_url": _link(dashboard_url, exp0, coll.sweep_run_id),
+        "url": url or "",
     }
     # A last pass over what was added after the id (links and the dashboard URL may carry a
     # password); the content is portable already, so this changes nothing there.
@@ -368,6 +392,7 @@ def generate_report(
     n_resamples: int = 2000,
     log: Any = None,
     from_env: bool = False,
+    url: str | None = None,
 ) -> Path:
     """Read the FINISHED cell runs and write the report folder ``out_dir`` atomically.
 
@@ -389,6 +414,9 @@ def generate_report(
         log: a file for warnings (refused tables, skipped runs); default stderr.
         from_env: ``tracking_uri`` came from ``MLFLOW_TRACKING_URI``: the report names the variable,
             not the URI (a URI with a password is never printed, whatever this says).
+        url: where the report is published (``http(s)://``, no credentials): the ``url`` of its
+            BibTeX entry and a line of the report. Like the dashboard links it is not part of the
+            content the report id covers: moving a report does not change its results.
 
     Returns:
         ``out_dir``.
@@ -399,6 +427,8 @@ def generate_report(
     """
     log = log or sys.stderr
     out_dir = Path(out_dir)
+    if url is not None:
+        check_publication_url(url)  # before the store is read: a typo costs nothing
     coll = collect_runs(tracking_uri, experiment=experiment, sweep_run_id=sweep_run_id)
     tables, refused = build_leaderboards(
         coll.cells,
@@ -445,6 +475,8 @@ def generate_report(
         extra += ["--split-by-fingerprint"]
     if dashboard_url:
         extra += ["--dashboard-url", dashboard_url]
+    if url:
+        extra += ["--url", url]
     cmd = report_command(tracking_uri, experiment, sweep_run_id, out_dir, reference, extra, from_env=from_env)
     settings = {
         "metrics": list(metrics),
@@ -464,6 +496,7 @@ def generate_report(
         report_cmd=cmd,
         dashboard_url=dashboard_url,
         from_env=from_env,
+        url=url,
     )
     files = render_all(doc)  # everything rendered before the destination is touched
     with atomic_dir(out_dir) as tmp:

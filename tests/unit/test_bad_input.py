@@ -183,11 +183,14 @@ def test_out_of_range_hyperparameter_in_one_cell_stops_the_whole_sweep(work: Pat
     assert proc.returncode == 2 and "l2=-1" in proc.stderr and "expected float in" in proc.stderr
 
 
-def test_unknown_pruner_or_bad_threads_stop_the_sweep_before_any_store(work: Path) -> None:  # noqa: F811
+def test_bad_pruner_threads_or_credentialed_report_url_stop_the_sweep_before_any_store(work: Path) -> None:  # noqa: F811
     proc = reprorec(work, "-m", "model=ease", "tuner.pruner=asha", *FAST, check=False)
     assert proc.returncode == 2 and "tuner.pruner='asha' is not one of ['hyperband', 'median'" in proc.stderr
     proc = reprorec(work, "-m", "model=ease", "threads=0", *FAST, check=False)
     assert proc.returncode == 2 and "threads=0 must be >= 1" in proc.stderr
+    proc = reprorec(work, "-m", "model=ease", "report.url=https://bob:pw@example.org/r", *FAST, check=False)
+    assert proc.returncode == 2 and "report.url='https://bob:***@example.org/r'" in proc.stderr
+    assert "pw@" not in proc.stderr
     assert not (work / "mlflow.db").exists() and not (work / "optuna.db").exists()
 
 

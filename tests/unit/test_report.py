@@ -575,3 +575,38 @@ def test_every_row_states_its_own_tuning_protocol(planted_report, tmp_path):
 
     p = _row_protocol([Run("50", "15"), Run("20", "30")])  # type: ignore[list-item]
     assert p["trials"] == "20 / 50" and p["refit"] == "train + validation, 15 / 30 epochs"
+
+
+def test_a_published_url_goes_into_the_bibtex_entry_and_the_pages_but_not_into_the_report_id(tmp_path):
+    pu = _planted()
+    uri = _store(tmp_path, [FakeCell(m, FAMILY[m], 0, pu[m]) for m in ("ease", "toppop")])
+    url = "https://example.org/reprorec/reports/default_all/"
+    generate_report(uri, out_dir=tmp_path / "plain", cutoffs=(10,), n_resamples=99)
+    generate_report(uri, out_dir=tmp_path / "pub", cutoffs=(10,), n_resamples=99, url=url)
+    plain = json.loads((tmp_path / "plain" / "report.json").read_text())
+    pub = json.loads((tmp_path / "pub" / "report.json").read_text())
+    assert pub["report_id"] == plain["report_id"]  # where it is published is not what it says
+    bib = (tmp_path / "pub" / "CITATION.bib").read_text()
+    tail = f"  howpublished = {{reprorec leaderboard report}},\n  url          = {{{url}}}\n}}\n"
+    assert bib.endswith(tail)
+    assert "url " not in (tmp_path / "plain" / "CITATION.bib").read_text()  # never invented
+    assert f"Published at: <{url}>" in (tmp_path / "pub" / "README.md").read_text()
+    assert f'Published at: <a href="{url}">' in (tmp_path / "pub" / "report.html").read_text()
+    assert pub["commands"]["report"].endswith(f"--url {url}")  # the regenerate command keeps it
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("ftp://example.org/r", r"not an http\(s\) URL"),
+        ("https:///r", r"not an http\(s\) URL"),
+        ("https://example.org/a b", "whitespace"),
+        ("https://example.org/{r}", "brace"),
+        ("https://alice:s3cret@example.org/r", "credentials"),
+    ],
+)
+def test_a_publication_url_a_citation_cannot_carry_is_refused_before_the_store_is_read(tmp_path, url, why):
+    with pytest.raises(ReportInputError, match=why) as err:
+        generate_report(str(tmp_path / "absent.db"), out_dir=tmp_path / "r", url=url)
+    assert "--url=" in str(err.value) and "s3cret" not in str(err.value)
+    assert not (tmp_path / "r").exists()
