@@ -21,6 +21,7 @@ from typing import Any
 
 from benchmark.config import Config
 from benchmark.errors import ConfigError, ReproRecError
+from benchmark.redaction import publication_url_problem
 
 #: ``tuner.name`` values: search (optuna), one trial of ``model.params`` (fixed), no tuning (none).
 TUNERS = ("optuna", "fixed", "none")
@@ -57,14 +58,8 @@ def check_cell_config(cfg: Config) -> None:
         check_tuner_config(cfg.tuner)
     if cfg.report.correction not in ("holm", "bh"):  # checked before the sweep, not at its report
         raise ConfigError(f"report.correction={cfg.report.correction!r} is not one of ['bh', 'holm']")
-    if cfg.report.url is not None:
-        from benchmark.reporting.collect import ReportInputError
-        from benchmark.reporting.report import check_publication_url
-
-        try:
-            check_publication_url(cfg.report.url, field="report.url")
-        except ReportInputError as exc:
-            raise ConfigError(str(exc)) from None
+    if cfg.report.url is not None and (problem := publication_url_problem(cfg.report.url, "report.url")):
+        raise ConfigError(problem)
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads={cfg.threads} must be >= 1 (or null: the cell's share of the CPUs)")
     spec = cfg.model

@@ -24,6 +24,26 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+def publication_url_problem(url: str, field: str) -> str | None:
+    """Why ``url`` cannot be cited as where a report is published, or None when it can.
+
+    A citation carries ``http(s)://host/...`` only: no credentials (``user:pass@``, shown redacted
+    in the message), and no whitespace, brace or backslash (they break a BibTeX field).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return f"{field}={redact_url(url)!r} is not a URL"
+    if parts.username is not None or parts.password is not None:
+        return f"{field}={redact_url(url)!r}: a published URL must not carry credentials (user:password@)"
+    if parts.scheme not in ("http", "https") or not host:
+        return f"{field}={url!r} is not an http(s) URL with a host (https://host/path)"
+    if any(c.isspace() or c in "{}\\" for c in url):
+        return f"{field}={url!r} contains whitespace, a brace or a backslash"
+    return None
+
+
 _CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@")
 
 

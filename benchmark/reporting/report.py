@@ -41,7 +41,7 @@ from benchmark.portable import (
     portable_text,
     portable_tracking_uri,
 )
-from benchmark.redaction import redact_url
+from benchmark.redaction import publication_url_problem
 from benchmark.registry import shipped_file
 from benchmark.reporting import plots, render
 from benchmark.reporting.collect import Collection, ReportInputError, collect_runs
@@ -262,26 +262,6 @@ def _run_commands(tables: list[Leaderboard]) -> str:
     return "\n".join(f"# at commit {commit or '?'}\n{cmd}" for commit, cmd in pairs)
 
 
-def check_publication_url(url: str, *, field: str = "--url") -> None:
-    """Refuse a publication URL a citation cannot carry: not ``http(s)://host/...``, with
-    whitespace or braces (they break a BibTeX field), or with credentials (``user:pass@``).
-
-    Raises:
-        ReportInputError: naming ``field`` and the value (without its credentials).
-    """
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise ReportInputError(
-            f"{field}={redact_url(url)!r}: a published URL must not carry credentials (user:password@)"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ReportInputError(f"{field}={url!r} is not an http(s) URL with a host (https://host/path)")
-    if any(c.isspace() or c in "{}\\" for c in url):
-        raise ReportInputError(f"{field}={url!r} contains whitespace, a brace or a backslash")
-
-
 def build_document(
     coll: Collection,
     tables: list[Leaderboard],
@@ -427,8 +407,8 @@ def generate_report(
     """
     log = log or sys.stderr
     out_dir = Path(out_dir)
-    if url is not None:
-        check_publication_url(url)  # before the store is read: a typo costs nothing
+    if url is not None and (problem := publication_url_problem(url, "--url")):
+        raise ReportInputError(problem)  # before the store is read: a typo costs nothing
     coll = collect_runs(tracking_uri, experiment=experiment, sweep_run_id=sweep_run_id)
     tables, refused = build_leaderboards(
         coll.cells,
