@@ -22,6 +22,9 @@ from benchmark.models import ModelTags, Param
 from neural.base import COMMON_PARAMS, TorchRecommender, csr_to_torch, minibatch_epoch, param_bytes
 from neural.lightgcn import normalized_adjacency, symmetric_spmm
 
+#: ``sampling``: an epoch over every training pair, or the reference code's one step on sampled users
+SAMPLINGS = ("pairs", "users")
+
 
 def laplacian_eigenvectors(train: sp.csr_matrix, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` smallest eigenvalues and their eigenvectors of ``L = I - D^-1/2 (A + I) D^-1/2``.
@@ -89,21 +92,38 @@ class SpectralCF(TorchRecommender):
     representations divided by the batch size, 200 epochs, initialisation N(0.01, 0.02), graph
     with self-connections.
 
-    Deviation, stated: the reference code takes ``np.linalg.eig`` of the dense random-walk Laplacian
-    ``I - D^-1 (A + I)`` (non-symmetric, so its ``U`` is not orthonormal). Here the symmetric
-    normalised Laplacian ``L = I - D^-1/2 (A + I) D^-1/2`` (same eigenvalues) is used: with
-    ``n_eigenvectors=None`` (all of them) the filter ``U (I + Lambda) U^T`` equals ``I + L`` exactly
-    and is applied as a sparse matrix, no decomposition needed; with ``n_eigenvectors=k`` only the
-    ``k`` smallest-eigenvalue (smoothest) eigenvectors from ``scipy.sparse.linalg.eigsh`` are used
-    (a low-pass filter). Each epoch visits every training pair once with one sampled unseen item
-    (the reference code samples users uniformly). torch's RMSProp starts its square average at 0
-    where TensorFlow 1 started it at 1.
+    Deviations from the reference code, as named options (``conf/experiment/dacrema/spectralcf_ml1m``
+    pins the reference's where one exists):
+
+    - ``sampling``: ``"pairs"`` (default) visits every training pair once per epoch with one sampled
+      unseen item, as every other BPR model here. ``"users"`` is the reference code's training unit
+      (``main.py`` and Dacrema et al.'s wrapper ``_run_epoch``): an "epoch" is **one** optimiser
+      step on ``batch_size`` distinct users drawn uniformly among those with training items, one
+      uniform positive and one uniform unseen negative each. Dacrema et al. ran up to 1,000 such
+      epochs with ``min_epochs`` 400; on ML-1M one ``"pairs"`` epoch is about 175 ``"users"`` ones.
+    - ``rms_init``: RMSProp's initial square average: torch's 0 (default) or TensorFlow 1's 1.0
+      (the reference code's ``tf.train.RMSPropOptimizer``), which makes the first hundreds of
+      steps close to plain SGD at the learning rate instead of steps of about ``3 * lr``.
+    - ``min_epochs``: early stopping never stops before this epoch (Dacrema et al.'s
+      ``epochs_min``; see :class:`benchmark.tuning.early_stopping.EarlyStopping`).
+    - The filter: the reference code takes ``np.linalg.eig`` of the dense random-walk Laplacian
+      ``I - D^-1 (A + I)`` (non-symmetric, so its unit-norm ``U`` is not orthonormal, and
+      ``U U^T + U Lambda U^T`` is a dense matrix). Here the symmetric normalised Laplacian
+      ``L = I - D^-1/2 (A + I) D^-1/2`` (same eigenvalues) is used: with ``n_eigenvectors=None``
+      (all of them) the filter ``U (I + Lambda) U^T`` equals ``I + L`` exactly and is applied as a
+      sparse matrix, no decomposition needed; with ``n_eigenvectors=k`` only the ``k``
+      smallest-eigenvalue (smoothest) eigenvectors from ``scipy.sparse.linalg.eigsh`` are used (a
+      low-pass filter). Not emulated.
 
     Args:
         embedding_size: embedding dimension C.
         n_layers: convolution layers K.
         reg: weight of the L2 loss of the batch's final user / positive / negative representations.
         n_eigenvectors: eigenvectors kept (None: all, exact and sparse).
+        sampling: ``"pairs"`` (an epoch visits every training pair) or ``"users"`` (the reference
+            code's: an epoch is one step on ``batch_size`` uniformly drawn users).
+        rms_init: RMSProp's initial square average (0: torch; 1.0: TensorFlow 1, the reference).
+        min_epochs: the earliest epoch at which early stopping may stop training.
         epochs, batch_size, learning_rate, device, num_threads, random_state: see
             :class:`neural.base.TorchRecommender`.
     """
@@ -116,6 +136,9 @@ class SpectralCF(TorchRecommender):
         "n_layers": Param("int", 1, 100),
         "reg": Param("float", 0.0, 100.0),
         "n_eigenvectors": Param("int", 1, 10**7, nullable=True),
+        "sampling": Param("str", choices=SAMPLINGS),
+        "rms_init": Param("float", 0.0, 1e6),
+        "min_epochs": Param("int", 0, 10**9),
     }
 
     def __init__(
@@ -125,6 +148,9 @@ class SpectralCF(TorchRecommender):
         n_layers: int = 3,
         reg: float = 0.001,
         n_eigenvectors: int | None = None,
+        sampling: str = "pairs",
+        rms_init: float = 0.0,
+        min_epochs: int = 0,
         epochs: int = 200,
         batch_size: int = 1024,
         learning_rate: float = 1e-3,
@@ -136,6 +162,9 @@ class SpectralCF(TorchRecommender):
         self.n_layers = n_layers
         self.reg = reg
         self.n_eigenvectors = n_eigenvectors
+        self.sampling = sampling
+        self.rms_init = rms_init
+        self.min_epochs = min_epochs
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -166,11 +195,17 @@ class SpectralCF(TorchRecommender):
         self.optimizer_ = torch.optim.RMSprop(
             self.network_.parameters(), lr=self.learning_rate, alpha=0.9, eps=1e-10
         )
+        if self.rms_init:  # TensorFlow 1 starts the square average at 1 (torch: 0, lazily)
+            for p in self.network_.parameters():
+                self.optimizer_.state[p] = {
+                    "step": torch.zeros(()),
+                    "square_avg": torch.full_like(p, float(self.rms_init)),
+                }
 
     def _train_epoch(self, epoch: int) -> float:
         net = self.network_
         assert isinstance(net, _SpectralNet)
-        users, pos, neg = self._bpr_triples()
+        users, pos, neg = self._user_batch() if self.sampling == "users" else self._bpr_triples()
         bs = int(self.batch_size)
 
         def steps() -> Iterator[tuple[torch.Tensor, int]]:
@@ -185,6 +220,19 @@ class SpectralCF(TorchRecommender):
                 yield loss, len(u)
 
         return minibatch_epoch(self.optimizer_, steps())
+
+    def _user_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reference code's batch (``sampling="users"``): ``batch_size`` distinct users drawn
+        uniformly among those with training items, one uniform positive and one uniform unseen
+        negative each."""
+        indptr, indices = self.train_.indptr, self.train_.indices
+        degree = np.diff(indptr)
+        active = np.flatnonzero(degree)
+        users = self.rng_.choice(active, size=min(int(self.batch_size), len(active)), replace=False)
+        pos = indices[indptr[users] + self.rng_.integers(0, degree[users])]
+        neg = self._sample_negatives(users)
+        u, i, j = (torch.from_numpy(a.astype(np.int64)).to(self.device_) for a in (users, pos, neg))
+        return u, i, j
 
     def _prepare_scoring(self) -> None:
         assert isinstance(self.network_, _SpectralNet)

@@ -34,6 +34,9 @@ class EarlyStopping:
         report: optional pruning hook, called after every finite validation; when it answers
             True, training stops at the best state so far and ``pruned`` is set.
 
+    A model with a ``min_epochs`` attribute (Dacrema et al.'s ``epochs_min``, e.g. SpectralCF's)
+    is not stopped for lost patience before that epoch; the best state is still the one kept.
+
     After ``fit`` returns, the model holds the state of ``best_epoch`` (restored with
     ``set_state`` when a later epoch was worse); ``history`` lists ``(epoch, value)`` of every
     validation. A NaN validation value stops training (the model diverged): the best earlier state
@@ -87,7 +90,7 @@ class EarlyStopping:
             return True if improved else self._restore(model)
         if improved:
             return False
-        if self._bad >= self.patience or last:
+        if (self._bad >= self.patience and epoch >= int(getattr(model, "min_epochs", 0) or 0)) or last:
             return self._restore(model)
         return False
 

@@ -283,3 +283,40 @@ def test_spectralcf_truncated_spectrum_learns_the_planted_blocks() -> None:
         n_eigenvectors=8, epochs=50, batch_size=32, learning_rate=0.01, device="cpu", num_threads=1
     )
     assert heldout_rank_ok(model.fit(PLANTED.train).score(USERS)).all()
+
+
+def test_spectralcf_users_sampling_is_one_step_on_distinct_users_positives_and_unseen_negatives() -> None:
+    model = SpectralCF(sampling="users", batch_size=16, epochs=3, device="cpu", num_threads=1)
+    model.fit(PLANTED.train)
+    train = dense(PLANTED.train) > 0
+    users, pos, neg = (t.numpy() for t in model._user_batch())
+    assert len(users) == 16 and len(set(users.tolist())) == 16  # distinct users, drawn without replacement
+    assert train[users, pos].all() and not train[users, neg].any()
+    # the reference code's epoch is one optimiser step: 3 epochs = 3 steps (a pass over the pairs: many)
+    steps = {int(s["step"]) for s in model.optimizer_.state.values()}
+    assert steps == {3}
+    pairs = SpectralCF(batch_size=16, epochs=1, device="cpu", num_threads=1).fit(PLANTED.train)
+    assert {int(s["step"]) for s in pairs.optimizer_.state.values()} == {-(-PLANTED.train.matrix.nnz // 16)}
+
+
+def test_spectralcf_rms_init_starts_rmsprop_like_tensorflow() -> None:
+    # square average after one step: alpha * init + (1 - alpha) * g^2 with alpha = 0.9, so >= 0.9 from
+    # TensorFlow's 1.0, while from torch's 0 it is 0.1 g^2 (the gradients here are far below 3)
+    tf = SpectralCF(rms_init=1.0, sampling="users", batch_size=16, epochs=1, device="cpu", num_threads=1)
+    pt = SpectralCF(sampling="users", batch_size=16, epochs=1, device="cpu", num_threads=1)
+    for model, check in ((tf, lambda v: (v >= 0.9).all()), (pt, lambda v: (v < 0.9).all())):
+        model.fit(PLANTED.train)
+        assert all(check(s["square_avg"]) for s in model.optimizer_.state.values())
+
+
+def test_min_epochs_defers_the_patience_stop_but_keeps_the_best_epoch() -> None:
+    from benchmark.tuning.early_stopping import EarlyStopping
+
+    def stopper() -> EarlyStopping:  # a validation value that peaks at epoch 2, then declines
+        return EarlyStopping(lambda m: 1.0 / (1 + abs(m.epochs_run_ - 2)), every=1, patience=2)
+
+    base = {"sampling": "users", "batch_size": 8, "epochs": 20, "device": "cpu", "num_threads": 1}
+    for min_epochs, stopped_at in ((0, 4), (9, 9)):
+        es = stopper()
+        SpectralCF(min_epochs=min_epochs, **base).fit(PLANTED.train, epoch_callback=es)  # type: ignore[arg-type]
+        assert es.history[-1][0] == stopped_at and es.best_epoch == 2
