@@ -540,6 +540,20 @@ def headline_columns(table: dict[str, Any]) -> list[dict[str, Any]]:
     return (main + same_k + rest)[:HEADLINE_MAX]
 
 
+#: The LaTeX mark of a row run without search although its model has a search space (the Markdown
+#: and HTML say "(not tuned)"; LaTeX uses a symbol, explained in the headline caption, to stay narrow).
+TEX_UNTUNED = r"\textsuperscript{\S}"
+
+
+def _tex_untuned_note(table: dict[str, Any]) -> str:
+    if not any(r.get("untuned") for r in table["rows"]):
+        return ""
+    return (
+        f" {TEX_UNTUNED}: not tuned (one configuration, run without search, although its model has a search"
+        " space): not an equal-budget result."
+    )
+
+
 def _tex_value(table: dict[str, Any], row: dict[str, Any], key: str) -> str:
     cell = row["cells"].get(key)
     if cell is None:
@@ -562,7 +576,9 @@ def _tex_rows(table: dict[str, Any], cells: Any, ncols: int) -> list[str]:
                 lines.append(r"\midrule")
             lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{tex_escape(r['family'])}}}}} \\")
             family = r["family"]
-        name = r"\quad " + tex_escape(r["model"]) + _name_suffix(r)
+        # A symbol, not the words: the full tables' model column must fit the page with any name.
+        name = r"\quad " + tex_escape(r["model"]) + (" (ref)" if r["mark"] == "ref" else "")
+        name += TEX_UNTUNED if r.get("untuned") else ""
         lines.append(f"{name} & " + " & ".join(cells(r)) + r" \\")
     return lines
 
@@ -618,14 +634,15 @@ def latex(doc: dict[str, Any]) -> str:
             r"\centering",
             r"\footnotesize",
             r"\setlength{\tabcolsep}{3pt}",
-            r"\begin{tabular}{l" + "".join("rl" if c["key"] == main else "r" for c in head) + "}",
+            # no outer padding (@{}), as booktabs advises: the width goes to the columns
+            r"\begin{tabular}{@{}l" + "".join("rl" if c["key"] == main else "r" for c in head) + "@{}}",
             r"\toprule",
             "Model & " + " & ".join(labels) + r" \\",
             r"\midrule",
             *_tex_rows(t, headline_cells, ncols),
             r"\bottomrule",
             r"\end{tabular}",
-            rf"\caption{{{tex_escape(t['title'])}. {tex_escape(caption(doc, t))}}}",
+            rf"\caption{{{tex_escape(t['title'])}. {tex_escape(caption(doc, t))}{_tex_untuned_note(t)}}}",
             rf"\label{{tab:reprorec-{t['slug']}}}",
             r"\end{table}",
             "",
@@ -641,8 +658,8 @@ def latex(doc: dict[str, Any]) -> str:
                 r"\begin{table}[p]",
                 r"\centering",
                 r"\scriptsize",
-                r"\setlength{\tabcolsep}{4pt}",
-                r"\begin{tabular}{l" + "r" * len(cols) + "}",
+                r"\setlength{\tabcolsep}{3pt}",
+                r"\begin{tabular}{@{}l" + "r" * len(cols) + "@{}}",
                 r"\toprule",
                 "Model & " + " & ".join(tex_escape(c["label"]) for c in cols) + r" \\",
                 r"\midrule",

@@ -72,3 +72,18 @@ def test_the_headline_keeps_the_experiment_columns_or_the_main_cutoff() -> None:
     ]
     few = {"columns": cols[:3], "main_key": "ndcg_at_10"}
     assert [c["key"] for c in render.headline_columns(few)] == ["ndcg_at_10", "ndcg_at_5", "recall_at_5"]
+
+
+@pytest.mark.skipif(PDFLATEX is None, reason="pdflatex is not installed")
+def test_untuned_rows_are_a_symbol_that_fits_with_the_longest_names(tmp_path: Path) -> None:
+    # every row of the 7-column spectralcf_ml1m tables untuned, the longest names included
+    doc = json.loads((REPO / "reports/dacrema/spectralcf_ml1m/report.json").read_text(encoding="utf-8"))
+    for t in doc["tables"]:
+        for r in t["rows"]:
+            r["untuned"] = True
+    tex = render.latex(doc)
+    assert r"\quad userknn\_asymmetric\textsuperscript{\S} &" in tex
+    assert "(not tuned)" not in tex
+    assert tex.count(r"\S}: not tuned") == len(doc["tables"])  # explained once, in each headline caption
+    log = compile_latex(tex, tmp_path)
+    assert "Overfull \\hbox" not in log, [line for line in log.splitlines() if "Overfull" in line]
