@@ -6,10 +6,13 @@ lzheng21/SpectralCF).
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
@@ -24,6 +27,8 @@ from neural.lightgcn import normalized_adjacency, symmetric_spmm
 
 #: ``sampling``: an epoch over every training pair, or the reference code's one step on sampled users
 SAMPLINGS = ("pairs", "users")
+#: ``laplacian``: whose eigenvectors make the filter (see :class:`SpectralCF`)
+LAPLACIANS = ("symmetric", "random_walk")
 
 
 def laplacian_eigenvectors(train: sp.csr_matrix, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,6 +49,64 @@ def laplacian_eigenvectors(train: sp.csr_matrix, k: int, seed: int) -> tuple[np.
     return (1.0 - mu).astype(np.float32), vecs.astype(np.float32)
 
 
+def _graph_degrees(train: sp.csr_matrix) -> np.ndarray:
+    """Node degrees of ``A + I`` (users first, then items; every stored entry an edge, as in
+    :func:`neural.lightgcn.normalized_adjacency`)."""
+    users = np.diff(train.indptr)
+    items = np.bincount(train.indices, minlength=train.shape[1])
+    return np.concatenate([users, items]).astype(np.float64) + 1.0
+
+
+#: The last dense filters built, by graph and spectrum: a tuning study fits the same graph in every
+#: trial, and one decomposition of ML-1M's 9,246-node graph takes minutes. Two entries: the tuning
+#: graph and the refit one (train + validation); each holds ``4 n^2`` bytes.
+_DENSE_FILTERS: OrderedDict[str, np.ndarray] = OrderedDict()
+_DENSE_FILTERS_KEPT = 2
+
+
+def random_walk_filter(train: sp.csr_matrix, k: int | None = None) -> np.ndarray:
+    """The reference code's dense filter ``U U^T + U Lambda U^T`` (float32, ``n x n``).
+
+    ``U, Lambda``: the eigenvectors (each scaled to unit length, as ``np.linalg.eig`` returns them)
+    and eigenvalues of the random-walk Laplacian ``L_rw = I - D^-1 (A + I)`` of the bipartite
+    graph with self-connections, all of them or the ``k`` with the smallest eigenvalues. ``L_rw`` is
+    not symmetric, so ``U`` is not orthonormal and the filter is not ``I + L``: it weights the high
+    frequencies more. ``L_rw = D^-1/2 L_sym D^1/2``, so its eigenvectors are ``D^-1/2 v`` for the
+    eigenvectors ``v`` of the symmetric ``L_sym``, which are computed instead (``scipy.linalg.eigh``,
+    real and exact where ``eig`` of the non-symmetric matrix is neither). Where an eigenvalue is
+    repeated, any basis of its eigenspace is an eigenvector matrix, and with a non-orthonormal ``U``
+    the filter depends on the basis: there the reference's (whatever LAPACK's ``geev`` returned) and
+    this one (``syevr``'s) may differ.
+
+    Results are cached for the last two graphs (by content): a tuning study decomposes once.
+    """
+    n = sum(train.shape)
+    if k is not None and not 1 <= k < n:
+        raise ConfigError(f"SpectralCF: n_eigenvectors={k} must be in [1, {n - 1}] for a graph of {n} nodes")
+    csr = sp.csr_matrix(train)
+    digest = hashlib.sha256()
+    for part in (csr.shape, csr.indptr, csr.indices):
+        digest.update(np.asarray(part, dtype=np.int64).tobytes())
+    key = f"{digest.hexdigest()}:{k}"
+    if key in _DENSE_FILTERS:
+        _DENSE_FILTERS.move_to_end(key)
+        return _DENSE_FILTERS[key]
+    s = normalized_adjacency(csr, self_loops=True).toarray()
+    # the smallest eigenvalues of L_sym = I - S are the largest of S
+    subset = None if k is None else (n - k, n - 1)
+    mu, u = sla.eigh(s, subset_by_index=subset, driver="evr", overwrite_a=True, check_finite=False)
+    del s
+    u /= np.sqrt(_graph_degrees(csr))[:, None]  # L_rw's eigenvectors (in place: n^2 floats each)
+    u /= np.linalg.norm(u, axis=0, keepdims=True)
+    u32 = u.astype(np.float32)
+    del u
+    filt = (u32 * (2.0 - mu).astype(np.float32)) @ u32.T  # U diag(1 + lambda) U^T, lambda = 1 - mu
+    _DENSE_FILTERS[key] = filt
+    while len(_DENSE_FILTERS) > _DENSE_FILTERS_KEPT:
+        _DENSE_FILTERS.popitem(last=False)
+    return filt
+
+
 class _SpectralNet(nn.Module):
     def __init__(
         self,
@@ -54,6 +117,7 @@ class _SpectralNet(nn.Module):
         conv: torch.Tensor | None,
         eigvecs: torch.Tensor | None,
         eigvals: torch.Tensor | None,
+        dense: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.n_users = n_users
@@ -62,10 +126,12 @@ class _SpectralNet(nn.Module):
         self.filters = nn.ParameterList(
             nn.Parameter(torch.empty(dim, dim).normal_(0.01, 0.02)) for _ in range(n_layers)
         )
-        self.conv, self.eigvecs, self.eigvals = conv, eigvecs, eigvals
+        self.conv, self.eigvecs, self.eigvals, self.dense = conv, eigvecs, eigvals, dense
 
     def _filter(self, x: torch.Tensor) -> torch.Tensor:
         """``(U U^T + U diag(lambda) U^T) x``."""
+        if self.dense is not None:
+            return self.dense @ x
         if self.conv is not None:
             return symmetric_spmm(self.conv, x)
         assert self.eigvecs is not None and self.eigvals is not None
@@ -106,22 +172,26 @@ class SpectralCF(TorchRecommender):
       steps close to plain SGD at the learning rate instead of steps of about ``3 * lr``.
     - ``min_epochs``: early stopping never stops before this epoch (Dacrema et al.'s
       ``epochs_min``; see :class:`benchmark.tuning.early_stopping.EarlyStopping`).
-    - The filter: the reference code takes ``np.linalg.eig`` of the dense random-walk Laplacian
-      ``I - D^-1 (A + I)`` (non-symmetric, so its unit-norm ``U`` is not orthonormal, and
-      ``U U^T + U Lambda U^T`` is a dense matrix). Here the symmetric normalised Laplacian
-      ``L = I - D^-1/2 (A + I) D^-1/2`` (same eigenvalues) is used: with ``n_eigenvectors=None``
-      (all of them) the filter ``U (I + Lambda) U^T`` equals ``I + L`` exactly and is applied as a
-      sparse matrix, no decomposition needed; with ``n_eigenvectors=k`` only the ``k``
-      smallest-eigenvalue (smoothest) eigenvectors from ``scipy.sparse.linalg.eigsh`` are used (a
-      low-pass filter). Not emulated yet, and it matters: on the SpectralCF ML-1M split, with the
-      reference training loop, emulating the dense filter outside the package gave test Recall@100
-      0.3389 against 0.2810 with this one (published: 0.3337; ``reports/dacrema/README.md``).
+    - ``laplacian``: whose eigenvectors make the filter. ``"symmetric"`` (default): the symmetric
+      normalised Laplacian ``L = I - D^-1/2 (A + I) D^-1/2``; with ``n_eigenvectors=None`` (all of
+      them) the filter ``U (I + Lambda) U^T`` equals ``I + L`` exactly and is applied as a sparse
+      matrix, no decomposition needed; with ``n_eigenvectors=k`` only the ``k`` smallest-eigenvalue
+      (smoothest) eigenvectors from ``scipy.sparse.linalg.eigsh`` are used (a low-pass filter).
+      ``"random_walk"``: the reference code's, which takes ``np.linalg.eig`` of the dense
+      random-walk Laplacian ``I - D^-1 (A + I)`` (same eigenvalues; non-symmetric, so its unit-norm
+      ``U`` is not orthonormal and the filter is a dense matrix that weights high frequencies more;
+      :func:`random_walk_filter`). It costs a dense ``n x n`` decomposition (``n`` users + items:
+      minutes on ML-1M, cached across the trials of a study) and a dense product per layer and
+      step. It matters: on the SpectralCF ML-1M split with the reference training loop, test
+      Recall@100 was 0.3389 with it (measured outside the package) against 0.2810 with
+      ``"symmetric"`` (published: 0.3337; ``reports/dacrema/README.md``).
 
     Args:
         embedding_size: embedding dimension C.
         n_layers: convolution layers K.
         reg: weight of the L2 loss of the batch's final user / positive / negative representations.
-        n_eigenvectors: eigenvectors kept (None: all, exact and sparse).
+        n_eigenvectors: eigenvectors kept (None: all; with ``laplacian="symmetric"`` exact and sparse).
+        laplacian: ``"symmetric"`` or ``"random_walk"`` (the reference code's dense filter).
         sampling: ``"pairs"`` (an epoch visits every training pair) or ``"users"`` (the reference
             code's: an epoch is one step on ``batch_size`` uniformly drawn users).
         rms_init: RMSProp's initial square average (0: torch; 1.0: TensorFlow 1, the reference).
@@ -138,6 +208,7 @@ class SpectralCF(TorchRecommender):
         "n_layers": Param("int", 1, 100),
         "reg": Param("float", 0.0, 100.0),
         "n_eigenvectors": Param("int", 1, 10**7, nullable=True),
+        "laplacian": Param("str", choices=LAPLACIANS),
         "sampling": Param("str", choices=SAMPLINGS),
         "rms_init": Param("float", 0.0, 1e6),
         "min_epochs": Param("int", 0, 10**9),
@@ -150,6 +221,7 @@ class SpectralCF(TorchRecommender):
         n_layers: int = 3,
         reg: float = 0.001,
         n_eigenvectors: int | None = None,
+        laplacian: str = "symmetric",
         sampling: str = "pairs",
         rms_init: float = 0.0,
         min_epochs: int = 0,
@@ -164,6 +236,7 @@ class SpectralCF(TorchRecommender):
         self.n_layers = n_layers
         self.reg = reg
         self.n_eigenvectors = n_eigenvectors
+        self.laplacian = laplacian
         self.sampling = sampling
         self.rms_init = rms_init
         self.min_epochs = min_epochs
@@ -177,22 +250,26 @@ class SpectralCF(TorchRecommender):
     def _memory_estimate(self) -> int:
         n = self.n_users_ + self.n_items_
         k = self.n_eigenvectors or 0
-        return param_bytes(
-            (n, int(self.embedding_size), 4 + 2 * (int(self.n_layers) + 1)), (n, k), (3 * self.train_.nnz, 5)
-        )
+        # the random-walk filter while it is built: the float64 matrix and eigenvectors (2 x 8 n^2 bytes)
+        dense = (n, n, 4) if self.laplacian == "random_walk" else (0,)
+        emb = (n, int(self.embedding_size), 4 + 2 * (int(self.n_layers) + 1))
+        return param_bytes(emb, (n, k), (3 * self.train_.nnz, 5), dense)
 
     def _build(self, train: InteractionMatrix) -> None:
-        conv = vecs = vals = None
-        if self.n_eigenvectors is None:
+        conv = vecs = vals = dense = None
+        if self.laplacian == "random_walk":
+            k = None if self.n_eigenvectors is None else int(self.n_eigenvectors)
+            dense = torch.from_numpy(random_walk_filter(train.matrix, k)).to(self.device_)
+        elif self.n_eigenvectors is None:
             n = self.n_users_ + self.n_items_
             lap = sp.identity(n, format="csr") - normalized_adjacency(train.matrix, self_loops=True)
             conv = csr_to_torch(sp.identity(n, format="csr") + lap, self.device_)
         else:
             lam, u = laplacian_eigenvectors(train.matrix, int(self.n_eigenvectors), int(self.random_state))
             vals, vecs = torch.from_numpy(lam).to(self.device_), torch.from_numpy(u).to(self.device_)
-        self.network_ = _SpectralNet(
-            self.n_users_, self.n_items_, int(self.embedding_size), int(self.n_layers), conv, vecs, vals
-        ).to(self.device_)
+        dims = int(self.embedding_size), int(self.n_layers)
+        net = _SpectralNet(self.n_users_, self.n_items_, *dims, conv, vecs, vals, dense)
+        self.network_ = net.to(self.device_)
         # the reference code's optimiser: RMSProp (TensorFlow's decay 0.9 and epsilon 1e-10)
         self.optimizer_ = torch.optim.RMSprop(
             self.network_.parameters(), lr=self.learning_rate, alpha=0.9, eps=1e-10

@@ -9,12 +9,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from benchmark.errors import ConfigError
 from benchmark.models import IterativeRecommender
 from neural.base import TorchRecommender
 from neural.lightgcn import LightGCN, layer_mean, normalized_adjacency
 from neural.neumf import GMF, MLP, NeuMF
 from neural.recvae import RecVAE
-from neural.spectralcf import SpectralCF, laplacian_eigenvectors
+from neural.spectralcf import SpectralCF, laplacian_eigenvectors, random_walk_filter
 from neural.vae import MultDAE, MultVAE, kl_anneal
 from tests.synthetic import dense, planted_blocks
 
@@ -276,6 +277,49 @@ def test_spectralcf_full_filter_equals_eigendecomposition_and_eigsh_finds_smalle
     # the eigsh vectors span the same low-pass filter as numpy's (4 zero eigenvalues: 4 blocks)
     v = vecs.astype(np.float64)
     np.testing.assert_allclose(v.T @ lap @ v, np.diag(vals), atol=1e-4)
+
+
+def _reference_random_walk_filter(train: sp.csr_matrix, k: int | None) -> np.ndarray:
+    """The reference code (lzheng21/SpectralCF): ``np.linalg.eig`` of the dense random-walk Laplacian."""
+    n = sum(train.shape)
+    a = np.zeros((n, n))
+    a[: train.shape[0], train.shape[0] :] = train.toarray() > 0
+    a = a + a.T + np.eye(n)
+    lam, u = np.linalg.eig(np.eye(n) - a / a.sum(axis=1, keepdims=True))
+    assert np.abs(lam.imag).max() < 1e-10 and np.abs(u.imag).max() < 1e-10
+    lam, u = lam.real, u.real
+    # distinct eigenvalues: otherwise eig's eigenvectors, and so a non-orthonormal U's filter, are not unique
+    assert np.diff(np.sort(lam)).min() > 1e-6
+    keep = np.argsort(lam)[: k or n]
+    return u[:, keep] @ np.diag(1 + lam[keep]) @ u[:, keep].T
+
+
+def test_spectralcf_random_walk_filter_is_the_reference_codes_dense_eig_filter() -> None:
+    train = sp.random(7, 9, density=0.4, random_state=3, format="csr")
+    train.data[:] = 1.0
+    n = 16
+    for k in (None, 5):
+        np.testing.assert_allclose(
+            random_walk_filter(train, k), _reference_random_walk_filter(train, k), atol=1e-5
+        )
+    # not the symmetric variant's I + L_sym: U is not orthonormal, the filter is dense and weights differ
+    lap = np.eye(n) - normalized_adjacency(train, self_loops=True).toarray()
+    assert np.abs(random_walk_filter(train) - (np.eye(n) + lap)).max() > 0.05
+    # decomposed once per graph and spectrum (a study's trials share it), by content
+    assert random_walk_filter(train) is random_walk_filter(sp.csr_matrix(train.toarray()))
+    assert random_walk_filter(train, 5) is not random_walk_filter(train)
+    with pytest.raises(ConfigError, match="n_eigenvectors=16"):
+        random_walk_filter(train, 16)
+
+
+def test_spectralcf_random_walk_filter_learns_the_planted_blocks() -> None:
+    model = SpectralCF(laplacian="random_walk", **SpectralCF.tags.test_params, device="cpu", num_threads=1)
+    model.fit(PLANTED.train)
+    assert (
+        model.network_.dense is not None
+        and model.network_.dense.shape == (sum(PLANTED.train.matrix.shape),) * 2
+    )
+    assert heldout_rank_ok(model.score(USERS)).all()
 
 
 def test_spectralcf_truncated_spectrum_learns_the_planted_blocks() -> None:
