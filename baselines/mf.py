@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.utils import check_random_state
 from threadpoolctl import threadpool_limits
 
 from benchmark.data.interactions import InteractionMatrix
@@ -56,10 +57,10 @@ class IALS(IterativeRecommender):
     confidence 1 and preference 0. The training data is binary, so ``log`` scaling amounts to a
     reparametrised confidence; both are kept because Dacrema et al. searched both.
 
-    One epoch is one ALS sweep (users, then items). The first epoch calls ``implicit``'s ``fit``
-    (which initialises the factors from ``random_state``); later epochs call the same solver that
-    ``fit`` loops over, with the confidence matrix and its transpose computed once, so ``epochs``
-    epochs give exactly the factors of ``implicit`` run with ``iterations=epochs``. ALS is
+    One epoch is one ALS sweep (users, then items). The first epoch initialises the factors from
+    ``random_state`` as ``implicit``'s ``fit`` does; every epoch calls the solver that ``fit`` loops
+    over, with the confidence matrix and its transpose computed once, so ``epochs`` epochs give
+    exactly the factors of ``implicit`` run with ``iterations=epochs`` (a test compares them). ALS is
     deterministic for any ``num_threads`` (each row is solved independently). BLAS is limited to
     one thread while training, as ``implicit`` recommends.
 
@@ -136,17 +137,21 @@ class IALS(IterativeRecommender):
     def _fit_epoch(self, epoch: int) -> None:
         model = self.implicit_model_
         with threadpool_limits(1, "blas"):
+            c = self.confidence_
             if model.user_factors is None:
-                model.fit(self.confidence_, show_progress=False)
-            else:
-                if self._confidence_t is None:
-                    self._confidence_t = self.confidence_.T.tocsr()
-                # The body of implicit's ALS fit loop, without re-deriving C and C^T every epoch.
-                reg, threads = float(self.regularization), model.num_threads
-                c, ct = self.confidence_, self._confidence_t
-                model.solver(c, model.user_factors, model.item_factors, reg, num_threads=threads)
-                model.solver(ct, model.item_factors, model.user_factors, reg, num_threads=threads)
-                model._YtY = model._XtX = model._user_norms = model._item_norms = None
+                # What implicit's fit does before its loop (0.7: factors drawn from random_state,
+                # users first, uniform * 0.01), so that the epochs below give its factors exactly;
+                # its fit would also transpose C, a copy of the whole matrix this loop does once.
+                rng = check_random_state(model.random_state)
+                model.user_factors = rng.random((c.shape[0], model.factors), dtype=model.dtype) * 0.01
+                model.item_factors = rng.random((c.shape[1], model.factors), dtype=model.dtype) * 0.01
+            if self._confidence_t is None:
+                self._confidence_t = c.T.tocsr()
+            # The body of implicit's ALS fit loop, without re-deriving C and C^T every epoch.
+            reg, threads = float(self.regularization), model.num_threads
+            model.solver(c, model.user_factors, model.item_factors, reg, num_threads=threads)
+            model.solver(self._confidence_t, model.item_factors, model.user_factors, reg, num_threads=threads)
+            model._YtY = model._XtX = model._user_norms = model._item_norms = None
         _zero_empty(model, self.empty_users_, self.empty_items_)
 
     def _end_fit(self) -> None:
