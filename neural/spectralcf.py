@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.linalg as sla
@@ -21,9 +21,19 @@ from torch import nn
 
 from benchmark.data.interactions import InteractionMatrix
 from benchmark.errors import ConfigError
-from benchmark.models import ModelTags, Param
-from neural.base import COMMON_PARAMS, TorchRecommender, csr_to_torch, minibatch_epoch, param_bytes
+from benchmark.models import ModelTags, PackMember, Param
+from neural.base import (
+    COMMON_PARAMS,
+    MEMORY_FRACTION,
+    TorchRecommender,
+    csr_to_torch,
+    memory_available,
+    minibatch_epoch,
+    param_bytes,
+    resolve_device,
+)
 from neural.lightgcn import normalized_adjacency, symmetric_spmm
+from neural.pack import ShareClock
 
 #: ``sampling``: an epoch over every training pair, or the reference code's one step on sampled users
 SAMPLINGS = ("pairs", "users")
@@ -247,6 +257,68 @@ class SpectralCF(TorchRecommender):
         self.num_threads = num_threads
         self.random_state = random_state
 
+    packable: ClassVar[bool] = True
+
+    @classmethod
+    def fit_pack(
+        cls, members: Sequence[PackMember], train: InteractionMatrix, *, memory_bytes: int | None = None
+    ) -> None:
+        """Train members that share a graph filter as one pack (:class:`_SpectralPack`).
+
+        A step's cost is the filter product of every layer (a dense ``n x n`` one with
+        ``laplacian="random_walk"``), and it is linear in the embeddings: the members' embeddings are
+        concatenated along the feature axis and filtered by one product per layer, everything else
+        (filters Theta, batches, loss, RMSProp state, learning rate, early stopping) stays each
+        member's own, so any embedding sizes, depths, batch sizes and samplings pack together
+        without padding and each member ends as its solo run. Grouped by :meth:`pack_key`; a group
+        is split where its members' memory would pass ``memory_bytes``.
+        """
+        groups: dict[tuple[Any, ...], list[PackMember]] = {}
+        alone: list[PackMember] = []
+        for member in members:
+            model = member.model
+            assert isinstance(model, SpectralCF)
+            try:
+                model.validate_params()
+                key = model.pack_key()
+            except Exception as exc:
+                member.error = exc
+                continue
+            if key is None:
+                alone.append(member)
+            else:
+                groups.setdefault(key, []).append(member)
+        for group in groups.values():
+            budget = memory_bytes
+            if budget is None:
+                device = resolve_device(str(getattr(group[0].model, "device", "auto")))
+                budget = int(MEMORY_FRACTION * memory_available(device))
+            for part in _split_by_memory(group, train, budget):
+                if len(part) == 1:
+                    alone.extend(part)
+                else:
+                    _SpectralPack(part, train).run()
+        super().fit_pack(alone, train)
+
+    def pack_key(self) -> tuple[Any, ...] | None:
+        """Members with equal keys share one filter product per layer: the same filter (Laplacian and
+        spectrum) on the same device. None (train alone): the symmetric low-pass filter
+        (``n_eigenvectors=k``), whose eigenvectors come from an iterative solver started from each
+        member's seed, and on CPU the sparse symmetric filter, whose product costs the same per
+        column in a pack (``scripts/bench_packs.py``, ml-100k, K=8 sampled trials: 0.88x, slower;
+        the dense ``random_walk`` filter: 1.57x, one wide matrix product instead of K narrow ones).
+        """
+        device = resolve_device(self.device)
+        if self.laplacian == "symmetric" and (self.n_eigenvectors is not None or device.type == "cpu"):
+            return None
+        return (self.laplacian, self.n_eigenvectors, str(device))
+
+    def _member_bytes(self, n: int) -> int:
+        """Bytes of one pack member: embeddings, filters and their RMSProp state, one step's layer
+        outputs and gradients (the shared filter is counted once, by the pack)."""
+        dim, layers = int(self.embedding_size), int(self.n_layers)
+        return param_bytes((n, dim, 3 + 3 * (layers + 1)), (layers, dim, dim, 3))
+
     def _memory_estimate(self) -> int:
         n = self.n_users_ + self.n_items_
         k = self.n_eigenvectors or 0
@@ -284,21 +356,31 @@ class SpectralCF(TorchRecommender):
     def _train_epoch(self, epoch: int) -> float:
         net = self.network_
         assert isinstance(net, _SpectralNet)
-        users, pos, neg = self._user_batch() if self.sampling == "users" else self._bpr_triples()
+        users, pos, neg = self._epoch_triples()
         bs = int(self.batch_size)
 
         def steps() -> Iterator[tuple[torch.Tensor, int]]:
             for s in range(0, len(users), bs):
                 u, i, j = users[s : s + bs], pos[s : s + bs], neg[s : s + bs]
                 user_e, item_e = net.propagate()  # the graph filters change with every step
-                eu, ei, ej = user_e[u], item_e[i], item_e[j]
-                loss = F.softplus((eu * ej).sum(1) - (eu * ei).sum(1)).mean()
-                if self.reg > 0:
-                    l2 = 0.5 * (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum())
-                    loss = loss + self.reg * l2 / len(u)
-                yield loss, len(u)
+                yield self._loss(user_e, item_e, u, i, j), len(u)
 
         return minibatch_epoch(self.optimizer_, steps())
+
+    def _epoch_triples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An epoch's (user, positive, negative) triples, from this model's generator."""
+        return self._user_batch() if self.sampling == "users" else self._bpr_triples()
+
+    def _loss(
+        self, user_e: torch.Tensor, item_e: torch.Tensor, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor
+    ) -> torch.Tensor:
+        """BPR loss of a batch, plus ``reg`` times the L2 loss of its final representations / batch size."""
+        eu, ei, ej = user_e[u], item_e[i], item_e[j]
+        loss = F.softplus((eu * ej).sum(1) - (eu * ei).sum(1)).mean()
+        if self.reg > 0:
+            l2 = 0.5 * (eu.pow(2).sum() + ei.pow(2).sum() + ej.pow(2).sum())
+            loss = loss + self.reg * l2 / len(u)
+        return loss
 
     def _user_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The reference code's batch (``sampling="users"``): ``batch_size`` distinct users drawn
@@ -319,3 +401,133 @@ class SpectralCF(TorchRecommender):
 
     def _score_batch(self, users: torch.Tensor) -> torch.Tensor:
         return self._user_e[users] @ self._item_e.T
+
+
+def _split_by_memory(
+    group: list[PackMember], train: InteractionMatrix, budget: int
+) -> list[list[PackMember]]:
+    """Consecutive parts of ``group`` whose members' bytes (:meth:`SpectralCF._member_bytes`) fit
+    ``budget``."""
+    n = train.n_users + train.n_items
+    parts: list[list[PackMember]] = []
+    used = 0
+    for member in group:
+        model = member.model
+        assert isinstance(model, SpectralCF)
+        need = model._member_bytes(n)
+        if parts and used + need <= budget:
+            parts[-1].append(member)
+            used += need
+        else:
+            parts.append([member])
+            used = need
+    return parts
+
+
+def _propagate_together(nets: Sequence[_SpectralNet]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every net's :meth:`_SpectralNet.propagate`, with one filter product per layer for all of them.
+
+    The filter is linear and acts on each embedding column alone, so filtering the concatenation of
+    the members' layer inputs gives each member its own product (the nets share one filter: see
+    :meth:`SpectralCF.pack_key`); the nonlinearity and each member's Theta follow on its own columns.
+    """
+    xs: list[torch.Tensor] = [net.embedding for net in nets]
+    outs: list[list[torch.Tensor]] = [[x] for x in xs]
+    for layer in range(max(len(net.filters) for net in nets)):
+        live = [k for k, net in enumerate(nets) if len(net.filters) > layer]
+        filtered = nets[live[0]]._filter(torch.cat([xs[k] for k in live], dim=1))
+        for k, part in zip(live, torch.split(filtered, [xs[k].shape[1] for k in live], dim=1)):
+            xs[k] = torch.sigmoid(part @ nets[k].filters[layer])
+            outs[k].append(xs[k])
+    out = []
+    for net, layers in zip(nets, outs):
+        e = torch.cat(layers, dim=1)
+        out.append((e[: net.n_users], e[net.n_users :]))
+    return out
+
+
+class _SpectralPack:
+    """SpectralCF members trained in lock-step, one optimiser step each per pack step.
+
+    Each member draws its epochs from its own generator (at its own batch size and sampling), steps
+    its own RMSProp on its own loss (the pack's loss is their sum, whose gradient for a member's
+    parameters is its own loss's), and at the end of each of its epochs records its loss and runs
+    its callback exactly as under ``fit``; a member that stops leaves the pack.
+    """
+
+    def __init__(self, members: Sequence[PackMember], train: InteractionMatrix) -> None:
+        self.members: list[PackMember] = []
+        for member in members:
+            try:
+                member.model._init_fit(train)
+                member.model.epochs_run_ = 0
+            except Exception as exc:
+                member.error = exc
+                continue
+            member.packed = True
+            self.members.append(member)
+        self.models: list[SpectralCF] = [m.model for m in self.members]  # type: ignore[misc]
+        self.clock = ShareClock(len(self.members))
+
+    def run(self) -> None:
+        """Train until every member has stopped (its callback, its epoch cap or its error)."""
+        n_members = len(self.members)
+        alive = list(range(n_members))
+        epoch, pos = [1] * n_members, [0] * n_members
+        loss_sum: list[torch.Tensor | float] = [0.0] * n_members
+        triples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for i in alive:
+            triples.append(self.models[i]._epoch_triples())
+            self.clock.own(i)
+        for model in self.models:
+            model.network_.train()
+        while alive:
+            nets = [self.models[i].network_ for i in alive]
+            embeddings = _propagate_together(nets)  # type: ignore[arg-type]
+            losses, sizes = [], []
+            for i, (user_e, item_e) in zip(alive, embeddings):
+                model, bs = self.models[i], int(self.models[i].batch_size)
+                u, p, q = (t[pos[i] : pos[i] + bs] for t in triples[i])
+                losses.append(model._loss(user_e, item_e, u, p, q))
+                sizes.append(len(u))
+            for i in alive:
+                self.models[i].optimizer_.zero_grad(set_to_none=True)
+            torch.stack(losses).sum().backward()
+            for i in alive:
+                self.models[i].optimizer_.step()
+            leaving = set()
+            ended = []
+            for row, i in enumerate(alive):
+                loss_sum[i] = loss_sum[i] + losses[row].detach() * sizes[row]
+                pos[i] += sizes[row]
+                if pos[i] >= len(triples[i][0]):
+                    ended.append(i)
+            self.clock.shared(alive)
+            for i in ended:
+                if self._end_epoch(i, epoch[i], loss_sum[i], pos[i]):
+                    leaving.add(i)
+                else:  # its next epoch, from its own generator
+                    epoch[i] += 1
+                    pos[i], loss_sum[i] = 0, 0.0
+                    triples[i] = self.models[i]._epoch_triples()
+                    self.clock.own(i)
+            alive = [i for i in alive if i not in leaving]
+        for member, seconds in zip(self.members, self.clock.seconds):
+            member.seconds = seconds
+
+    def _end_epoch(self, i: int, e: int, loss_sum: torch.Tensor | float, n: int) -> bool:
+        """Member ``i`` finished epoch ``e``: record it, run its callback; True if it leaves the pack."""
+        member, model = self.members[i], self.models[i]
+        try:
+            model._record_loss(float(loss_sum) / max(n, 1), e)  # raises as in a solo run
+            model._scoring_ready = False
+            model.epochs_run_ = e
+            stop = member.callback is not None and member.callback(model, e)
+            if stop or e >= int(model.epochs):
+                model._end_fit()
+                stop = True
+        except Exception as exc:
+            member.error = exc
+            stop = True
+        self.clock.own(i)
+        return bool(stop)

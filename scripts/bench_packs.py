@@ -1,6 +1,6 @@
 """Trial packs vs solo trials: training throughput per trial, side by side in one run (issue 17).
 
-For each NCF model (NeuMF, GMF, MLP), ``K`` configurations are drawn from its search space in
+For each packable model (NeuMF, GMF, MLP, SpectralCF), ``K`` configurations are drawn from its search space in
 ``conf/model/<name>.yaml`` (Optuna's random sampler, fixed seed: what the 15 random start-up trials
 of a cell look like) and trained for ``--epochs`` epochs, without validation, twice: one after
 another (``fit``, the ``pack_size=1`` protocol) and as one pack (``fit_pack``). ``ratio`` is solo
@@ -9,8 +9,11 @@ solo / packed ``--repeats`` times and the best of each is kept (the machine is s
 On CPU a pack only joins members of equal shapes (``NeuMF.pack_key``: factors, layer widths,
 batch size), so K sampled trials mostly run alone; ``--same-shapes`` gives every member the
 YAML's default shapes (factors, layers, batch size) and leaves the learning rate, negatives and
-regularisation as sampled: the case where a CPU pack applies. Peak RSS of a packed fit is printed
-from a fresh subprocess per K.
+regularisation as sampled: the case where a CPU pack applies. SpectralCF packs any shapes (only
+its filter product is shared). ``--params`` fixes hyperparameters for every configuration, e.g. the
+Dacrema protocol's SpectralCF (``laplacian=random_walk,sampling=users,rms_init=1.0``: an epoch is
+then one step, and the dense filter is decomposed once per process, before the timings). Peak RSS
+of a packed fit is printed from a fresh subprocess per K (``--no-rss``: not measured).
 
 Targets (issue 17): ratio >= 3 at K=8 for the NCF family on this 2-core CPU.
 
@@ -18,6 +21,8 @@ Usage::
 
     nice -n 10 .venv/bin/python scripts/bench_packs.py --dataset ml-100k --k 8 --threads 1
     .venv/bin/python scripts/bench_packs.py --dataset synthetic-ml-100k --k 4,8,16 --models neumf
+    .venv/bin/python scripts/bench_packs.py --dataset ml-1m --models spectralcf --epochs 20 --no-rss \
+        --params laplacian=random_walk,sampling=users,rms_init=1.0
 """
 
 from __future__ import annotations
@@ -37,16 +42,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import optuna
 import torch
+import yaml
 from bench_neural import load  # the ml-100k / ml-1m / synthetic loaders of the neural benchmark
 
 from benchmark.models import PackMember
 from benchmark.registry import model_specs
 from benchmark.tuning.space import parse_space
 
-MODELS = ["neumf", "gmf", "mlp"]
+MODELS = ["neumf", "gmf", "mlp", "spectralcf"]
 
 
-def configs(name: str, k: int, epochs: int, threads: int, same_shapes: bool) -> list[dict[str, Any]]:
+def fixed_params(text: str) -> dict[str, Any]:
+    """``key=value,...``, each value read as YAML (numbers, booleans, null, strings)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def configs(
+    name: str, k: int, epochs: int, threads: int, same_shapes: bool, fixed: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     spec = model_specs()[name]
     space = parse_space(spec.search_space)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -56,6 +73,7 @@ def configs(name: str, k: int, epochs: int, threads: int, same_shapes: bool) -> 
         params.update(epochs=epochs, device="cpu", num_threads=threads, random_state=0, pretrain=False)
         if same_shapes:
             params.update(factors=8, layers="64,32,16,8", batch_size=256)
+        params.update(fixed or {})
         out.append({key: v for key, v in params.items() if key in spec.load_class()._param_names()})
     return out
 
@@ -98,6 +116,8 @@ def peak_rss_mb(args: argparse.Namespace, name: str, k: int) -> float:
     ]
     if args.same_shapes:
         cmd.append("--same-shapes")
+    if args.params:
+        cmd += ["--params", args.params]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
 
@@ -112,21 +132,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--same-shapes", action="store_true")
+    parser.add_argument("--params", default="", help="key=value,... fixed in every configuration")
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocess")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     train, _ = load(args.dataset, Path(args.mirror))
+    fixed = fixed_params(args.params)
     if args.child:
-        time_pack(
-            args.child, configs(args.child, int(args.k), args.epochs, args.threads, args.same_shapes), train
-        )
+        cfgs = configs(args.child, int(args.k), args.epochs, args.threads, args.same_shapes, fixed)
+        time_pack(args.child, cfgs, train)
         print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return
     print(
         f"{args.dataset}: {train.n_users} users, {train.n_items} items, {train.nnz} training interactions; "
         f"torch {torch.__version__}, {args.threads} thread(s), {args.epochs} epochs per trial, "
-        f"{'same shapes' if args.same_shapes else 'shapes as sampled'}; "
+        f"{'same shapes' if args.same_shapes else 'shapes as sampled'}; fixed {fixed or 'nothing'}; "
         f"load {os.getloadavg()[0]:.2f}"
     )
     print(
@@ -134,14 +156,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     for name in args.models.split(","):
         for k in (int(x) for x in args.k.split(",")):
-            cfgs = configs(name, k, args.epochs, args.threads, args.same_shapes)
+            cfgs = configs(name, k, args.epochs, args.threads, args.same_shapes, fixed)
+            spec = model_specs()[name]
+            spec.build(**dict(cfgs[0], epochs=1)).fit(train)  # one-time setup (a dense filter) off the clock
             solo, packed = [], []
             for _ in range(args.repeats):
                 solo.append(time_solo(name, cfgs, train))
                 packed.append(time_pack(name, cfgs, train))
             ratio = min(solo) / min(packed)
             ok = "ok" if ratio >= 3 else "MISS"
-            rss = peak_rss_mb(args, name, k)
+            rss = float("nan") if args.no_rss else peak_rss_mb(args, name, k)
             print(
                 f"{name:8} {k:3d} {min(solo):8.2f} {min(packed):9.2f} {ratio:6.2f} {ok:>7} {rss:12.0f}",
                 flush=True,

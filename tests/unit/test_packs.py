@@ -98,12 +98,21 @@ def test_a_packed_member_ends_as_its_solo_run(name: str) -> None:
     configs = _variants(name)
     solo = _solo(name, configs)
     members = [PackMember(spec.build(**params), _stopper()) for params in configs]
+    # packed where the class packs these configurations together (SpectralCF's default sparse
+    # filter trains alone on CPU: see its pack_key)
+    packs = (
+        spec.load_class().packable and len({getattr(m.model, "pack_key", lambda: ())() for m in members}) == 1
+    )
+    packs = packs and getattr(members[0].model, "pack_key", lambda: ())() is not None
     type(members[0].model).fit_pack(members, TRAIN)
-    assert [m.packed for m in members] == [spec.load_class().packable] * 3
+    assert [m.packed for m in members] == [packs] * 3
     _assert_as_solo(members, solo)
 
 
-@pytest.mark.parametrize("name", [n for n in NEURAL if SPECS[n].load_class().packable])
+NCF = [n for n in NEURAL if SPECS[n].load_class().packable and n in ("gmf", "mlp", "neumf")]
+
+
+@pytest.mark.parametrize("name", NCF)
 def test_a_member_padded_to_larger_shapes_ends_as_its_solo_run(name: str) -> None:
     """Factors, layer widths and batch sizes differ: zero-padded in one pack (the CUDA policy)."""
     from neural.neumf import _NCFPack
@@ -173,6 +182,46 @@ def test_zero_padding_of_smaller_members_stays_exactly_zero() -> None:
     pack.run()
     assert seen == [1, 2, 3, 4]
     assert members[0].error is None and members[1].error is None
+
+
+def test_spectralcf_members_of_any_shape_share_the_filter_product_and_end_as_their_solo_runs() -> None:
+    """Embedding sizes, depths, batch sizes and samplings in one pack: only the filter product is
+    shared, so nothing is padded. On CPU fit_pack packs the dense random-walk filter; the sparse
+    symmetric one (packed on CUDA: the pack itself, below) and its low-pass variant train alone."""
+    from neural.spectralcf import _SpectralPack
+
+    spec = SPECS["spectralcf"]
+    base = {**contract_params(spec), "random_state": 5, "epochs": 6}
+    shapes = [
+        {"embedding_size": 8, "n_layers": 1, "batch_size": 16},
+        {"embedding_size": 4, "n_layers": 3, "batch_size": 64, "sampling": "users", "rms_init": 1.0},
+        {"embedding_size": 12, "n_layers": 2, "batch_size": 32, "reg": 0.01, "learning_rate": 0.02},
+    ]
+    dense = [dict(base, **c, laplacian="random_walk") for c in shapes]
+    sparse = [dict(base, **c) for c in shapes] + [dict(base, n_eigenvectors=10)]
+    solo = _solo("spectralcf", dense + sparse)
+    members = [PackMember(spec.build(**c), _stopper()) for c in dense + sparse]
+    type(members[0].model).fit_pack(members, TRAIN)
+    assert [m.packed for m in members] == [True] * 3 + [False] * 4
+    _assert_as_solo(members, solo)
+    # the epochs differed (early stopping, patience 2): members left the pack at different steps
+    assert len({m.model.epochs_run_ for m in members[:3]}) > 1
+    sparse_members = [PackMember(spec.build(**c), _stopper()) for c in sparse[:3]]
+    _SpectralPack(sparse_members, TRAIN).run()
+    assert all(m.packed for m in sparse_members)
+    _assert_as_solo(sparse_members, solo[3:6])
+
+
+def test_a_spectralcf_pack_over_its_memory_budget_is_split() -> None:
+    from neural.spectralcf import _split_by_memory
+
+    spec = SPECS["spectralcf"]
+    members = [PackMember(spec.build(**dict(contract_params(spec), embedding_size=d))) for d in (8, 8, 16, 4)]
+    n = TRAIN.n_users + TRAIN.n_items
+    need = [m.model._member_bytes(n) for m in members]  # type: ignore[attr-defined]
+    assert need[2] > need[0] > need[3]
+    parts = _split_by_memory(members, TRAIN, need[0] + need[1])
+    assert [[members.index(m) for m in p] for p in parts] == [[0, 1], [2], [3]]
 
 
 def test_pretrained_neumf_and_other_depths_run_apart_and_still_match() -> None:
