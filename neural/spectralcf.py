@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
@@ -82,11 +81,11 @@ def random_walk_filter(train: sp.csr_matrix, k: int | None = None) -> np.ndarray
     graph with self-connections, all of them or the ``k`` with the smallest eigenvalues. ``L_rw`` is
     not symmetric, so ``U`` is not orthonormal and the filter is not ``I + L``: it weights the high
     frequencies more. ``L_rw = D^-1/2 L_sym D^1/2``, so its eigenvectors are ``D^-1/2 v`` for the
-    eigenvectors ``v`` of the symmetric ``L_sym``, which are computed instead (``scipy.linalg.eigh``,
+    eigenvectors ``v`` of the symmetric ``L_sym``, which are computed instead (``numpy.linalg.eigh``,
     real and exact where ``eig`` of the non-symmetric matrix is neither). Where an eigenvalue is
     repeated, any basis of its eigenspace is an eigenvector matrix, and with a non-orthonormal ``U``
     the filter depends on the basis: there the reference's (whatever LAPACK's ``geev`` returned) and
-    this one (``syevr``'s) may differ.
+    this one (``syevd``'s) may differ.
 
     Results are cached for the last two graphs (by content): a tuning study decomposes once.
     """
@@ -101,11 +100,11 @@ def random_walk_filter(train: sp.csr_matrix, k: int | None = None) -> np.ndarray
     if key in _DENSE_FILTERS:
         _DENSE_FILTERS.move_to_end(key)
         return _DENSE_FILTERS[key]
-    s = normalized_adjacency(csr, self_loops=True).toarray()
-    # the smallest eigenvalues of L_sym = I - S are the largest of S
-    subset = None if k is None else (n - k, n - 1)
-    mu, u = sla.eigh(s, subset_by_index=subset, driver="evr", overwrite_a=True, check_finite=False)
-    del s
+    # numpy's eigh, not scipy's: scipy's LAPACK wrappers keep the GIL for the whole decomposition
+    # (minutes), which stalls every other thread of the process (the tracking lease's heartbeat)
+    mu, u = np.linalg.eigh(normalized_adjacency(csr, self_loops=True).toarray())
+    if k is not None:  # the smallest eigenvalues of L_sym = I - S are the largest of S (eigh: ascending)
+        mu, u = mu[n - k :], np.ascontiguousarray(u[:, n - k :])
     u /= np.sqrt(_graph_degrees(csr))[:, None]  # L_rw's eigenvectors (in place: n^2 floats each)
     u /= np.linalg.norm(u, axis=0, keepdims=True)
     u32 = u.astype(np.float32)
@@ -322,8 +321,9 @@ class SpectralCF(TorchRecommender):
     def _memory_estimate(self) -> int:
         n = self.n_users_ + self.n_items_
         k = self.n_eigenvectors or 0
-        # the random-walk filter while it is built: the float64 matrix and eigenvectors (2 x 8 n^2 bytes)
-        dense = (n, n, 4) if self.laplacian == "random_walk" else (0,)
+        # the random-walk filter while it is built: the float64 matrix, eigenvectors and LAPACK's
+        # divide-and-conquer workspace (about 4 x 8 n^2 bytes)
+        dense = (n, n, 8) if self.laplacian == "random_walk" else (0,)
         emb = (n, int(self.embedding_size), 4 + 2 * (int(self.n_layers) + 1))
         return param_bytes(emb, (n, k), (3 * self.train_.nnz, 5), dense)
 

@@ -11,8 +11,9 @@ claims:
   or takes over a dead claim;
 * a **sweep** run is claimed (``sweep:<run id>``) by the process that runs the sweep;
 * every row carries its owner (``host:pid:nonce``) and a heartbeat the owner's thread refreshes every
-  :data:`HEARTBEAT_S` seconds. An owner is dead when its heartbeat is older than :data:`GRACE_S`,
-  or at once when it ran on this host and its process is gone (SIGKILL, the OOM killer).
+  :data:`HEARTBEAT_S` seconds. An owner on another host is dead when its heartbeat is older than
+  :data:`GRACE_S`; one on this host when its process is gone (SIGKILL, the OOM killer: at once),
+  whatever its heartbeat (see :func:`holder_dead`).
 
 A claim is taken with one conditional statement (``INSERT``, or ``UPDATE ... WHERE owner = <dead
 owner> AND heartbeat = <its last beat>``), so of two processes racing for a key exactly one wins.
@@ -74,15 +75,38 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds, to within a clock tick), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(float(line.split()[1]) for line in fh if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
 def holder_dead(owner: str, heartbeat: float, now: float | None = None) -> bool:
-    """True if the holder ``owner`` with last heartbeat ``heartbeat`` (epoch seconds) is dead."""
+    """True if the holder ``owner`` with last heartbeat ``heartbeat`` (epoch seconds) is dead.
+
+    An owner on this host is judged by its process, not its heartbeat: dead when the process is
+    gone, or when the live process with its pid started after the owner's last heartbeat (the pid
+    was reused). A live owner's heartbeat can be minutes late: the heartbeat thread needs the GIL,
+    and a native call that keeps it (LAPACK through scipy holds it for a whole decomposition) stalls
+    the thread; a process on the same store that took such a claim over would throw away a running
+    cell's result. Owners on other hosts are dead once the heartbeat is :data:`GRACE_S` old.
+    """
     now = time.time() if now is None else now
-    if now - heartbeat > GRACE_S:
-        return True
     parts = owner.rsplit(":", 2)
     if len(parts) == 3 and parts[0] == _HOST and parts[1].isdigit():
-        return not _pid_alive(int(parts[1]))
-    return False
+        pid = int(parts[1])
+        if not _pid_alive(pid):
+            return True
+        started = _process_start(pid)
+        if started is not None:
+            return started > heartbeat + 2.0  # start time and btime are rounded (ticks, seconds)
+    return now - heartbeat > GRACE_S
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,23 @@ def test_a_live_claim_is_refused_a_dead_one_taken_over(tmp_path: Path) -> None:
     assert table.holder("cell:abc") is None
 
 
+def test_a_live_owner_on_this_host_stays_alive_with_a_late_heartbeat_and_a_reused_pid_does_not() -> None:
+    """A native call that keeps the GIL (scipy's LAPACK: minutes for a dense decomposition) stalls the
+    heartbeat thread: the owner's process decides on this host, not the heartbeat's age."""
+    from benchmark.tracking.leases import GRACE_S, _process_start, holder_dead, process_owner
+
+    me, started = process_owner(), _process_start(os.getpid())
+    assert started is not None and abs(started - time.time()) < 3600  # this test process, started lately
+    beat = started + 5.0  # a heartbeat of this process...
+    assert not holder_dead(me, beat, now=beat + 100 * GRACE_S)  # ...two hours late: still alive
+    # the same pid with a heartbeat from before the process started: a dead owner whose pid was reused
+    assert holder_dead(me, started - 60.0, now=started)
+    # an owner on another host: its heartbeat is all there is
+    other = "another-host:" + me.split(":", 1)[1]
+    assert not holder_dead(other, beat, now=beat + GRACE_S / 2)
+    assert holder_dead(other, beat, now=beat + 2 * GRACE_S)
+
+
 RACE = """
 import time
 from benchmark.tracking.leases import lease_table
