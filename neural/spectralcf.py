@@ -304,8 +304,9 @@ class SpectralCF(TorchRecommender):
         spectrum) on the same device. None (train alone): the symmetric low-pass filter
         (``n_eigenvectors=k``), whose eigenvectors come from an iterative solver started from each
         member's seed, and on CPU the sparse symmetric filter, whose product costs the same per
-        column in a pack (``scripts/bench_packs.py``, ml-100k, K=8 sampled trials: 0.88x, slower;
-        the dense ``random_walk`` filter: 1.57x, one wide matrix product instead of K narrow ones).
+        column in a pack (``scripts/bench_packs.py``, K=8 sampled trials, one thread, ml-100k: 0.88x,
+        slower; the dense ``random_walk`` filter: 1.57x on ml-100k and 1.67x on ML-1M, one wide matrix
+        product instead of K narrow ones).
         """
         device = resolve_device(self.device)
         if self.laplacian == "symmetric" and (self.n_eigenvectors is not None or device.type == "cpu"):
