@@ -34,7 +34,7 @@ from neural.base import (
     parse_layers,
     resolve_device,
 )
-from neural.pack import PackedAdam, ShareClock, take
+from neural.pack import MemberPack, PackedAdam, take
 
 #: Elements of the MLP's hidden activations materialised at once while scoring (1 MiB float32):
 #: small enough to stay in the CPU's cache between the layers (chunks of ~64 MiB made a full
@@ -437,7 +437,7 @@ def _fit_in_memory(
 TABLES = ("gmf_user", "gmf_item", "mlp_user", "mlp_item")
 
 
-class _NCFPack:
+class _NCFPack(MemberPack):
     """NCF members (GMF, MLP or NeuMF, one class, one MLP depth) trained as one stacked model.
 
     The stacked parameters, for ``K`` members, padded to the pack's largest sizes:
@@ -448,17 +448,8 @@ class _NCFPack:
     """
 
     def __init__(self, members: Sequence[PackMember], train: InteractionMatrix) -> None:
-        self.members: list[PackMember] = []
-        for member in members:
-            try:
-                member.model._init_fit(train)
-                member.model.epochs_run_ = 0
-            except Exception as exc:
-                member.error = exc
-                continue
-            member.packed = True
-            self.members.append(member)
-        self.models: list[NeuMF] = [m.model for m in self.members]  # type: ignore[misc]
+        super().__init__(members, train)
+        self.models: list[NeuMF]
         if not self.models:
             return
         first = self.models[0]
@@ -501,7 +492,7 @@ class _NCFPack:
         self.table_grads = {name: torch.zeros_like(p) for name, p in self.params.items() if name in TABLES}
         self.optimizer = PackedAdam(list(self.params.values()), [float(m.learning_rate) for m in self.models])
         self.reg = torch.tensor([float(m.reg) for m in self.models], device=dev)
-        self.clock = ShareClock(len(self.members))
+        self.clock.lap()  # building the stack is the pack's setup, nobody's training
 
     # ----------------------------------------------------------------- member <-> stack
     def _pairs(self, i: int) -> list[tuple[torch.Tensor, str, tuple[slice, ...], bool]]:
@@ -539,7 +530,7 @@ class _NCFPack:
         return pairs
 
     @torch.no_grad()
-    def _store(self, i: int) -> None:
+    def _sync(self, i: int) -> None:
         """Copy member ``i``'s block of the stack into its own network (for its callback)."""
         row = self._rows.index(i)
         for solo, name, block, transposed in self._pairs(i):
@@ -659,24 +650,6 @@ class _NCFPack:
         for buffer, values in zip(self.buffers, self.models[i]._epoch_pairs()):
             buffer[row, : len(values)] = values
         self.clock.own(i)
-
-    def _end_epoch(self, i: int, e: int, loss_sum: torch.Tensor | float, n: int) -> bool:
-        """Member ``i`` finished epoch ``e``: record it, run its callback; True if it leaves the pack."""
-        member, model = self.members[i], self.models[i]
-        try:
-            model._record_loss(float(loss_sum) / max(n, 1), e)  # raises as in a solo run
-            self._store(i)
-            model._scoring_ready = False
-            model.epochs_run_ = e
-            stop = member.callback is not None and member.callback(model, e)
-            if stop or e >= int(model.epochs):
-                model._end_fit()
-                stop = True
-        except Exception as exc:
-            member.error = exc
-            stop = True
-        self.clock.own(i)
-        return bool(stop)
 
     def _compact(self, keep: list[int]) -> None:
         index = torch.tensor(keep, dtype=torch.int64, device=self.device)

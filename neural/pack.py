@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+
+from benchmark.data.interactions import InteractionMatrix
+from benchmark.models import PackMember
 
 
 class PackedAdam:
@@ -136,3 +140,46 @@ class ShareClock:
 
     def own(self, member: int) -> None:
         self.seconds[member] += self.lap()
+
+
+class MemberPack:
+    """What every batched pack does for its members, whatever it stacks: start each member's model
+    (``_init_fit``: its seed, its data, its optimiser; a member that fails there gets its error and
+    stays out), and at the end of each of a member's epochs record its loss and run its callback
+    exactly as ``fit`` would. Subclasses train (``run``) and, where the member's own model is not the
+    one trained, copy its state back before the callback (:meth:`_sync`)."""
+
+    def __init__(self, members: Sequence[PackMember], train: InteractionMatrix) -> None:
+        self.members: list[PackMember] = []
+        for member in members:
+            try:
+                member.model._init_fit(train)
+                member.model.epochs_run_ = 0
+            except Exception as exc:
+                member.error = exc
+                continue
+            member.packed = True
+            self.members.append(member)
+        self.models: list[Any] = [m.model for m in self.members]
+        self.clock = ShareClock(len(self.members))
+
+    def _sync(self, i: int) -> None:
+        """Make member ``i``'s own model hold its current state (nothing to do by default)."""
+
+    def _end_epoch(self, i: int, e: int, loss_sum: torch.Tensor | float, n: int) -> bool:
+        """Member ``i`` finished epoch ``e``: record it, run its callback; True if it leaves the pack."""
+        member, model = self.members[i], self.models[i]
+        try:
+            model._record_loss(float(loss_sum) / max(n, 1), e)  # raises as in a solo run
+            self._sync(i)
+            model._scoring_ready = False
+            model.epochs_run_ = e
+            stop = member.callback is not None and member.callback(model, e)
+            if stop or e >= int(model.epochs):
+                model._end_fit()
+                stop = True
+        except Exception as exc:
+            member.error = exc
+            stop = True
+        self.clock.own(i)
+        return bool(stop)

@@ -32,7 +32,7 @@ from neural.base import (
     resolve_device,
 )
 from neural.lightgcn import normalized_adjacency, symmetric_spmm
-from neural.pack import ShareClock
+from neural.pack import MemberPack
 
 #: ``sampling``: an epoch over every training pair, or the reference code's one step on sampled users
 SAMPLINGS = ("pairs", "users")
@@ -147,13 +147,8 @@ class _SpectralNet(nn.Module):
         return self.eigvecs @ ((1.0 + self.eigvals)[:, None] * (self.eigvecs.T @ x))
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x: torch.Tensor = self.embedding
-        outs: list[torch.Tensor] = [x]
-        for theta in self.filters:
-            x = torch.sigmoid(self._filter(x) @ theta)
-            outs.append(x)
-        e = torch.cat(outs, dim=1)
-        return e[: self.n_users], e[self.n_users :]
+        """Final user and item representations: layers 0..K concatenated (a pack of one)."""
+        return _propagate_together([self])[0]
 
 
 class SpectralCF(TorchRecommender):
@@ -447,7 +442,7 @@ def _propagate_together(nets: Sequence[_SpectralNet]) -> list[tuple[torch.Tensor
     return out
 
 
-class _SpectralPack:
+class _SpectralPack(MemberPack):
     """SpectralCF members trained in lock-step, one optimiser step each per pack step.
 
     Each member draws its epochs from its own generator (at its own batch size and sampling), steps
@@ -456,19 +451,7 @@ class _SpectralPack:
     its callback exactly as under ``fit``; a member that stops leaves the pack.
     """
 
-    def __init__(self, members: Sequence[PackMember], train: InteractionMatrix) -> None:
-        self.members: list[PackMember] = []
-        for member in members:
-            try:
-                member.model._init_fit(train)
-                member.model.epochs_run_ = 0
-            except Exception as exc:
-                member.error = exc
-                continue
-            member.packed = True
-            self.members.append(member)
-        self.models: list[SpectralCF] = [m.model for m in self.members]  # type: ignore[misc]
-        self.clock = ShareClock(len(self.members))
+    models: list[SpectralCF]
 
     def run(self) -> None:
         """Train until every member has stopped (its callback, its epoch cap or its error)."""
@@ -515,20 +498,3 @@ class _SpectralPack:
             alive = [i for i in alive if i not in leaving]
         for member, seconds in zip(self.members, self.clock.seconds):
             member.seconds = seconds
-
-    def _end_epoch(self, i: int, e: int, loss_sum: torch.Tensor | float, n: int) -> bool:
-        """Member ``i`` finished epoch ``e``: record it, run its callback; True if it leaves the pack."""
-        member, model = self.members[i], self.models[i]
-        try:
-            model._record_loss(float(loss_sum) / max(n, 1), e)  # raises as in a solo run
-            model._scoring_ready = False
-            model.epochs_run_ = e
-            stop = member.callback is not None and member.callback(model, e)
-            if stop or e >= int(model.epochs):
-                model._end_fit()
-                stop = True
-        except Exception as exc:
-            member.error = exc
-            stop = True
-        self.clock.own(i)
-        return bool(stop)
