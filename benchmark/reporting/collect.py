@@ -29,7 +29,12 @@ class ReportInputError(ConfigError):
 
 @dataclass(frozen=True)
 class CellRun:
-    """One FINISHED cell run: a (dataset, split, model, seed) with its final test metrics."""
+    """One FINISHED cell run: a (dataset, split, model, seed) with its final test metrics.
+
+    ``run_id`` is the run's stable id: the one it had in the store it was first logged to, which a
+    run imported from a store archive keeps (:mod:`benchmark.reporting.archive`), so that a report
+    regenerated from an archive names the same runs; ``store_run_id`` is its id in this store.
+    """
 
     run_id: str
     experiment_id: str
@@ -50,6 +55,7 @@ class CellRun:
     protocol_doc: dict[str, Any] | None = None
     datasheet: dict[str, Any] | None = None
     missing_artifacts: tuple[str, ...] = ()
+    store_run_id: str = ""
 
     @property
     def split_fingerprint(self) -> str:
@@ -269,7 +275,8 @@ def collect_runs(
                 arts, missing = _read_artifacts(client, run.info.run_id, Path(tmp))
             coll.cells.append(
                 CellRun(
-                    run_id=run.info.run_id,
+                    run_id=tags.get(S.ORIGIN_RUN_ID) or run.info.run_id,
+                    store_run_id=run.info.run_id,
                     experiment_id=run.info.experiment_id,
                     run_name=name,
                     dataset=tags[S.DATASET],

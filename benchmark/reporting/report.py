@@ -317,11 +317,13 @@ def build_document(
     doc["report_id"] = report_id
     doc["commands"] = {"sweep": content["sweep_command"], "report": report_cmd}
     exp0 = coll.experiment_ids[0]
-    # Links depend on where a dashboard runs, not on the results: added after the id is computed.
+    # Links depend on where a dashboard runs, not on the results: added after the id is computed
+    # (to the run's id in this store, which an imported run does not share with its stable id).
+    in_store = {c.run_id: c.store_run_id or c.run_id for c in coll.cells}
     for t in doc["tables"]:
         for r in t["rows"]:
             for p in r["provenance"]:
-                p["link"] = _link(dashboard_url, p["experiment_id"], p["run_id"])
+                p["link"] = _link(dashboard_url, p["experiment_id"], in_store.get(p["run_id"], p["run_id"]))
     doc["source"] = {
         "tracking_uri": portable_tracking_uri(coll.tracking_uri, from_env=from_env, cwd=Path.cwd()),
         "experiments": coll.experiment_names,

@@ -52,6 +52,10 @@ SWEEP_KEY = "reprorec.sweep_key"  # sha256 of the sweep's overrides + code versi
 CODE_VERSION = "reprorec.code_version"
 TUNER = "reprorec.tuner"  # optuna | fixed | none
 FP_SEARCH_SPACE = "reprorec.fingerprint.search_space"
+# a run rebuilt from a store archive (benchmark.reporting.archive): its id in the store it was first
+# logged to (kept through further exports), and "true" once all of it was imported
+ORIGIN_RUN_ID = "reprorec.origin_run_id"
+IMPORT_COMPLETE = "reprorec.import.complete"
 
 # ---------------------------------------------------------------- experiment tags
 # MLflow 3 guesses an experiment's kind and may open GenAI tabs; this tag pins the classic runs view.
