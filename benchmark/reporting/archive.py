@@ -329,20 +329,6 @@ def _present(client: Any, experiment_id: str) -> dict[str, Any]:
     return {origin_id(r): r for r in _all_runs(client, experiment_id)}
 
 
-def _finished_cell_keys(client: Any, experiment_id: str) -> dict[str, str]:
-    keys = {}
-    filt = f"tags.`{S.RUN_TYPE}` = '{S.RUN_TYPE_CELL}' and attributes.status = 'FINISHED'"
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filt, max_results=1000, page_token=token)
-        for r in page:
-            if S.CELL_KEY in r.data.tags:
-                keys[r.data.tags[S.CELL_KEY]] = r.info.run_id
-        token = page.token
-        if not token:
-            return keys
-
-
 def _log_points(client: Any, run_id: str, points: Iterable[tuple[str, int, int, float]]) -> None:
     from mlflow.entities import Metric
 
@@ -386,7 +372,8 @@ def import_archive(
     metrics = pd.read_parquet(folder / METRICS)
     by_run = {rid: g for rid, g in metrics.groupby("run", sort=False)}
     done = {}
-    for origin, run in _present(client, exp_id).items():
+    present = _present(client, exp_id)
+    for origin, run in present.items():
         tags = run.data.tags
         if S.ORIGIN_RUN_ID in tags and tags.get(S.IMPORT_COMPLETE) != "true":
             # a crash mid-import left this run: do it again
@@ -394,7 +381,13 @@ def import_archive(
         else:  # imported before, or the store the archive came from
             done[origin] = run
     new_ids = {o: r.info.run_id for o, r in done.items()}
-    finished_keys = _finished_cell_keys(client, exp_id)
+    finished_keys = {  # a half-imported cell is still RUNNING: never among these
+        r.data.tags[S.CELL_KEY]: r.info.run_id
+        for r in present.values()
+        if r.data.tags.get(S.RUN_TYPE) == S.RUN_TYPE_CELL
+        and r.info.status == "FINISHED"
+        and S.CELL_KEY in r.data.tags
+    }
     summary = ArchiveSummary()
     entries = sorted(
         manifest["runs"], key=lambda e: ORDER.index(e["type"]) if e["type"] in ORDER else len(ORDER)
